@@ -1,0 +1,1 @@
+"""kscale_lab.viz"""
