@@ -1,0 +1,330 @@
+"""The cluster model: components wired together for one scenario.
+
+One :class:`Cluster` holds the control plane's few servers and the many nodes:
+
+* ``apiservers``: :class:`~kscale_lab.apiserver.server.APIServer` instances; each
+  kubelet keeps one connection to one of them (``conn``), as client-go does;
+* ``etcd``: an :class:`~kscale_lab.etcd.mvcc.MVCCStore` over a keyspace laid out
+  as upstream names it (``/registry/minions/``, ``/registry/leases/kube-node-lease/``,
+  ``/registry/pods/``, everything else);
+* ``fleet``: the kubelets' heartbeat loops (:mod:`kscale_lab.clients.kubelet`);
+* ``nlc``: the node lifecycle controller (:mod:`kscale_lab.clients.nodelifecycle`);
+* a background workload (pod churn, other requests) and an optional CPU hog fault;
+* the API server's etcd compactor (every ``--etcd-compaction-interval`` it compacts
+  to the revision it saw one interval earlier, as ``storage/etcd3/compact.go`` does).
+
+SimPy runs four processes: the tick (fleet + API servers + etcd), the node
+monitor (every ``--node-monitor-period``), the compactor and, when asked, the
+fault. Every tick records one row of metrics; :meth:`run` returns a
+:class:`RunResult` with the series, the events and a summary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .apiserver.server import APIServerPool
+from .clients.kubelet import KubeletFleet
+from .clients.nodelifecycle import NodeLifecycleController
+from .costs import Costs
+from .engine import Engine
+from .errors import ParameterError
+from .etcd.mvcc import MVCCStore
+from .scenario import Scenario
+
+POD_WRITES_PER_LIFECYCLE = 7  # create, bind, 3 status updates, graceful delete (update + delete)
+
+# kinds of identified requests
+LEASE, STATUS_POST, STATUS_GET = 0, 1, 2
+
+
+@dataclass
+class RunResult:
+    setting: str
+    series: "object"             # pandas DataFrame, one row per tick
+    events: "object"             # pandas DataFrame of one-off events
+    summary: dict = field(default_factory=dict)
+
+
+class Cluster:
+    """A cluster for one scenario and one heartbeat setting."""
+
+    def __init__(self, scenario: Scenario, params: dict, setting: str):
+        self.sc = scenario
+        self.p = params
+        self.setting = setting
+        self.costs = Costs.from_params({k: v for k, v in params.items() if k in _cost_names()})
+        self.engine = Engine(scenario.seed, scenario.tick)
+        rng = self.engine.rng
+        n = scenario.nodes
+        self.n = n
+        c = self.costs
+        # --- API servers, and which one each kubelet talks to -------------------------
+        self.apiservers = APIServerPool(c.apiservers, c.apiserver_cores, c.max_mutating_requests_inflight,
+                                        c.max_requests_inflight, c.reject_overhead)
+        self.conn = rng.integers(0, self.apiservers.k, size=n)
+        # --- etcd keyspace --------------------------------------------------------------
+        p = params
+        n_pods = scenario.pods
+        n_other = scenario.objects - 2 * n - n_pods
+        self.k_node, self.k_lease, self.k_pod, self.k_other = 0, n, 2 * n, 2 * n + n_pods
+        sizes = np.concatenate([
+            np.full(n, p["node_object_bytes"]),
+            np.full(n, p["lease_object_bytes"]),
+            np.full(n_pods, scenario.pod_bytes),
+            np.full(n_other, scenario.other_object_bytes),
+        ])
+        key_bytes = np.concatenate([
+            np.full(n, 29.0),   # /registry/minions/node-012345
+            np.full(n, 44.0),   # /registry/leases/kube-node-lease/node-012345
+            np.full(n_pods, 48.0),
+            np.full(n_other, 50.0),
+        ])
+        self.n_pods, self.n_other = n_pods, n_other
+        self.etcd = MVCCStore(sizes, key_bytes, c, expected_writes=scenario.expected_writes())
+        # --- kubelets and the node lifecycle controller -----------------------------------
+        self.fleet = KubeletFleet(n, setting, p, rng)
+        self.nlc = NodeLifecycleController(n, p["node_monitor_grace_period"])
+        # --- per-request costs -------------------------------------------------------------
+        nb, lb = p["node_object_bytes"], p["lease_object_bytes"]
+        self.cpu_lease = c.put_protobuf(lb, c.lease_watchers)
+        self.cpu_get_node = c.get_from_cache(nb)
+        self.cpu_patch_node = c.patch_json_smp(nb, c.node_watchers + 1)
+        self.timeout = min(p["node_status_update_frequency"], p["node_lease_renew_interval"] * 4)
+        # background: pod churn writes + other requests (reads and writes)
+        dt = scenario.tick
+        self.bg_pod_writes = scenario.pod_churn * POD_WRITES_PER_LIFECYCLE * dt
+        self.bg_other_writes = scenario.other_requests * c.background_write_share * dt
+        self.bg_other_reads = scenario.other_requests * (1 - c.background_write_share) * dt
+        w_pod = c.generic_write(scenario.pod_bytes, c.pod_watchers)
+        w_other = c.generic_write(scenario.other_request_bytes, c.other_watchers)
+        r_other = c.get_from_cache(scenario.other_request_bytes)
+        total_bg = self.bg_pod_writes + self.bg_other_writes + self.bg_other_reads
+        self.bg_cpu_per_req = 0.0 if total_bg == 0 else (
+            self.bg_pod_writes * w_pod + self.bg_other_writes * w_other + self.bg_other_reads * r_other) / total_bg
+        # --- accounting -------------------------------------------------------------------------
+        self.cpu_heartbeat = 0.0
+        self.cpu_background = 0.0
+        self.cpu_hog = 0.0
+        self.hb_latencies: list[np.ndarray] = []
+        self.rejected_total = 0
+        self.hb_requests = 0
+        self.hb_failures = 0
+        self.notready_now = 0
+        self.notready_series: list[tuple[float, int]] = []
+        self._compact_mark: int | None = None
+        self._last_rev = self.etcd.current_rev
+        self._last_wal = 0.0
+        self._last_value = 0.0
+        self.engine.rec.event(0.0, "start", db_bytes=self.etcd.db_total)
+
+    # ------------------------------------------------------------------------------------------
+    def _hog(self, t: float) -> float:
+        sc = self.sc
+        if sc.cpu_hog > 0 and sc.cpu_hog_at <= t < sc.cpu_hog_at + sc.cpu_hog_for:
+            return sc.cpu_hog * sc.tick / self.apiservers.k
+        return 0.0
+
+    def tick(self, t0: float) -> None:
+        dt = self.sc.tick
+        t1 = t0 + dt
+        rng = self.engine.rng
+        fleet, c = self.fleet, self.costs
+        fleet.changes(dt)
+        # ---- identified requests due in this tick ----------------------------------------------
+        parts_node, parts_kind, parts_at = [], [], []
+        if fleet.lease is not None:
+            idx = fleet.lease.due(t1)
+            parts_node.append(idx)
+            parts_kind.append(np.full(idx.size, LEASE, dtype=np.int8))
+            parts_at.append(np.maximum(fleet.lease.next_at[idx], t0))
+        idx = fleet.status.due(t1)
+        at = np.maximum(fleet.status.next_at[idx], t0)
+        post = fleet.status_posts(idx, at)
+        if fleet.gets_node:
+            kinds = np.where(post, STATUS_POST, STATUS_GET).astype(np.int8)
+            parts_node.append(idx)
+            parts_kind.append(kinds)
+            parts_at.append(at)
+        else:
+            # no GET (informer cache): a sync that does not post makes no request at all
+            quiet = idx[~post]
+            fleet.status.succeed(quiet, at[~post], rng)
+            parts_node.append(idx[post])
+            parts_kind.append(np.full(int(post.sum()), STATUS_POST, dtype=np.int8))
+            parts_at.append(at[post])
+        node = np.concatenate(parts_node)
+        kind = np.concatenate(parts_kind)
+        arrive = np.concatenate(parts_at)
+        cpu = np.select([kind == LEASE, kind == STATUS_POST],
+                        [self.cpu_lease, self.cpu_patch_node + (self.cpu_get_node if fleet.gets_node else 0.0)],
+                        self.cpu_get_node)
+        mutating = kind != STATUS_GET
+        extra = np.where(mutating, c.etcd_put_latency, 0.0)
+        # ---- serve them, API server by API server ------------------------------------------------
+        n_api = self.apiservers.k
+        hog = self._hog(t0)
+        out = self.apiservers.step(dt, self.conn[node], arrive - t0, cpu, mutating, extra, rng,
+                                   bg_mut=(self.bg_pod_writes + self.bg_other_writes) / n_api,
+                                   bg_ro=self.bg_other_reads / n_api, bg_cpu_per_req=self.bg_cpu_per_req,
+                                   bg_extra_latency=c.etcd_put_latency, hog_cpu=hog)
+        admitted, latency = out.admitted, out.latency
+        cpu_used = float(out.cpu_used.sum())
+        inflight = float(out.inflight.sum())
+        self.rejected_total += int(out.rejected.sum())
+        hb_work = float(np.where(admitted, cpu, c.reject_overhead).sum())
+        bg_work = (self.bg_pod_writes + self.bg_other_writes + self.bg_other_reads) * self.bg_cpu_per_req
+        self.cpu_heartbeat += hb_work
+        self.cpu_background += bg_work
+        self.cpu_hog += hog * n_api
+        # ---- writes reach etcd in commit order ---------------------------------------------------
+        done_at = arrive + np.nan_to_num(latency, nan=0.0)
+        writes = np.flatnonzero(admitted & mutating)
+        wkeys = np.where(kind[writes] == LEASE, self.k_lease + node[writes], self.k_node + node[writes])
+        wsize = np.where(kind[writes] == LEASE, self.p["lease_object_bytes"], self.p["node_object_bytes"])
+        n_bg_pod = rng.poisson(self.bg_pod_writes) if self.n_pods else 0
+        n_bg_other = rng.poisson(self.bg_other_writes) if self.n_other else 0
+        bg_keys = np.concatenate([self.k_pod + rng.integers(0, max(self.n_pods, 1), n_bg_pod),
+                                  self.k_other + rng.integers(0, max(self.n_other, 1), n_bg_other)])
+        bg_size = np.concatenate([np.full(n_bg_pod, self.sc.pod_bytes), np.full(n_bg_other,
+                                                                                self.sc.other_request_bytes)])
+        bg_at = t0 + rng.random(bg_keys.size) * dt
+        all_keys = np.concatenate([wkeys, bg_keys])
+        all_size = np.concatenate([wsize, bg_size])
+        all_at = np.concatenate([done_at[writes], bg_at])
+        order = np.argsort(all_at, kind="stable")
+        res = self.etcd.put(all_keys[order], all_size[order], now=t0)
+        if res.alarm_raised:
+            self.engine.rec.event(t0, "NOSPACE alarm", db_bytes=self.etcd.db_total,
+                                  quota=c.quota_backend_bytes)
+        stored = np.zeros(all_keys.size, dtype=bool)
+        stored[order] = res.accepted
+        committed = np.zeros(node.size, dtype=bool)
+        committed[writes] = stored[: writes.size]
+        # ---- what the kubelets see -------------------------------------------------------------
+        ok_server = admitted & (committed | ~mutating)
+        timed_out = ok_server & (latency > self.timeout)
+        success = ok_server & ~timed_out
+        failed = ~success
+        fail_at = np.where(timed_out, arrive + self.timeout, done_at)
+        for k, loop in ((LEASE, fleet.lease), (STATUS_POST, fleet.status), (STATUS_GET, fleet.status)):
+            if loop is None:
+                continue
+            m = kind == k
+            s, f = m & success, m & failed
+            if s.any():
+                loop.succeed(node[s], done_at[s], rng)
+            if f.any():
+                loop.fail(node[f], fail_at[f])
+        posted = (kind == STATUS_POST) & success
+        fleet.last_report[node[posted]] = arrive[posted]
+        fleet.pending_change[node[posted]] = False
+        # the node lifecycle controller sees every committed heartbeat, timed out or not
+        health = committed if self.setting != "off" else committed & (kind == STATUS_POST)
+        self.nlc.observe(node[health], done_at[health])
+        # ---- metrics -------------------------------------------------------------------------------
+        lat = latency[admitted & mutating]
+        self.hb_latencies.append(lat)
+        self.hb_requests += int(mutating.sum())
+        self.hb_failures += int((failed & mutating).sum())
+        q = np.quantile(lat, (0.5, 0.99)) if lat.size else (np.nan, np.nan)
+        m = self.etcd.metrics()
+        rev, wal, val = m["etcd_debugging_mvcc_current_revision"], m["etcd_disk_wal_write_bytes_total"], \
+            self.etcd.value_bytes_total
+        self.engine.rec.sample(
+            t0,
+            apiserver_cpu_cores=cpu_used / dt,
+            apiserver_cpu_heartbeat_cores=hb_work / dt,
+            apiserver_request_duration_seconds_p50=q[0],
+            apiserver_request_duration_seconds_p99=q[1],
+            apiserver_current_inflight_requests=inflight,
+            apiserver_rejected_requests=int((~admitted).sum()),
+            heartbeat_writes=int(mutating.sum()),
+            heartbeat_failures=int((failed & mutating).sum()),
+            etcd_write_bytes_per_s=(val - self._last_value) / dt,
+            etcd_wal_bytes_per_s=(wal - self._last_wal) / dt,
+            etcd_revisions_per_s=(rev - self._last_rev) / dt,
+            etcd_mvcc_db_total_size_in_bytes=m["etcd_mvcc_db_total_size_in_bytes"],
+            etcd_mvcc_db_total_size_in_use_in_bytes=m["etcd_mvcc_db_total_size_in_use_in_bytes"],
+            etcd_server_quota_backend_bytes=m["etcd_server_quota_backend_bytes"],
+            etcd_nospace=int(self.etcd.nospace),
+            node_collector_unhealthy_nodes_in_zone=self.notready_now,
+        )
+        self._last_rev, self._last_wal, self._last_value = rev, wal, val
+
+    def monitor(self, t: float) -> None:
+        self.notready_now = self.nlc.monitor(t)
+        self.notready_series.append((t, self.notready_now))
+
+    def compact(self, t: float) -> None:
+        if self._compact_mark is not None:
+            removed = self.etcd.compact(self._compact_mark)
+            self.engine.rec.event(t, "compaction", revision=self._compact_mark, removed=removed,
+                                  db_in_use=self.etcd.db_in_use)
+        self._compact_mark = self.etcd.current_rev
+
+    # ------------------------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        e, sc, p = self.engine, self.sc, self.p
+        e.every(sc.tick, self.tick)
+        e.every(p["node_monitor_period"], self.monitor, offset=p["node_monitor_period"])
+        if self.costs.etcd_compaction_interval > 0:
+            e.every(self.costs.etcd_compaction_interval, self.compact)
+        e.run(sc.duration - sc.tick)
+        return RunResult(self.setting, e.rec.frame(), e.rec.events_frame(), self.summary())
+
+    def summary(self) -> dict:
+        sc, c = self.sc, self.costs
+        series = self.engine.rec.frame()
+        lat = np.concatenate(self.hb_latencies) if self.hb_latencies else np.array([])
+        total_cpu = self.cpu_heartbeat + self.cpu_background + self.cpu_hog
+        minutes = sc.duration / 60.0
+        nr = np.array([v for _, v in self.notready_series]) if self.notready_series else np.array([0])
+        nr_t = np.array([t for t, _ in self.notready_series]) if self.notready_series else np.array([0.0])
+        first_nr = float(nr_t[np.argmax(nr > 0)]) if (nr > 0).any() else float("nan")
+        ev = self.engine.rec.events_frame()
+        nospace = ev.loc[ev["event"] == "NOSPACE alarm", "time"] if len(ev) else []
+        capacity = float(self.apiservers.cores.sum())
+        # write rates while etcd accepted writes (after a NOSPACE alarm it accepts none)
+        accepting = series["etcd_nospace"] == 0
+        acc_min = max(float(accepting.sum()) * sc.tick / 60.0, 1e-9)
+        return {
+            "etcd_write_bytes_per_min": float(series.loc[accepting, "etcd_write_bytes_per_s"].sum()) * sc.tick / acc_min,
+            "etcd_wal_bytes_per_min": float(series.loc[accepting, "etcd_wal_bytes_per_s"].sum()) * sc.tick / acc_min,
+            "etcd_revisions_per_s": (self.etcd.current_rev - self.etcd.n_keys) / sc.duration,
+            "etcd_db_size_max_bytes": float(series["etcd_mvcc_db_total_size_in_bytes"].max()),
+            "etcd_quota_backend_bytes": float(c.quota_backend_bytes),
+            "etcd_nospace_at_s": float(nospace.iloc[0]) if len(nospace) else float("nan"),
+            "etcd_refused_writes": int(self.etcd.refused_total),
+            "apiserver_cpu_cores_mean": total_cpu / sc.duration,
+            "apiserver_cpu_utilisation": total_cpu / sc.duration / capacity,
+            "apiserver_cpu_heartbeat_share": self.cpu_heartbeat / total_cpu if total_cpu else float("nan"),
+            "heartbeat_latency_p50_s": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+            "heartbeat_latency_p99_s": float(np.percentile(lat, 99)) if lat.size else float("nan"),
+            "heartbeat_writes_per_s": self.hb_requests / sc.duration,
+            "heartbeat_failed_share": self.hb_failures / self.hb_requests if self.hb_requests else 0.0,
+            "apiserver_rejected_requests": int(self.rejected_total),
+            "nodes_notready_max": int(nr.max()),
+            "nodes_ever_notready": int(self.nlc.ever_notready.sum()),
+            "first_notready_at_s": first_nr,
+        }
+
+
+_COST_NAMES: set | None = None
+
+
+def _cost_names() -> set:
+    global _COST_NAMES
+    if _COST_NAMES is None:
+        from .costs import COST_PARAMS
+
+        _COST_NAMES = {p.name for p in COST_PARAMS}
+    return _COST_NAMES
+
+
+def check_setting(setting: str, allowed=("off", "article", "upstream")) -> str:
+    if setting not in allowed:
+        raise ParameterError("setting", f"must be one of {', '.join(allowed)}; got {setting!r}")
+    return setting

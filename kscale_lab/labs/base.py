@@ -1,0 +1,95 @@
+"""What every lab provides, and the registry that finds them.
+
+A lab is a module in :mod:`kscale_lab.labs` that defines ``LAB``, an instance of a
+:class:`Lab` subclass. It names the switch it toggles, its parameters (scenario,
+cost model and its own), and computes, for a setting of its switch:
+
+* ``run(setting, overrides)`` -> :class:`~kscale_lab.cluster.RunResult`-like object
+  with ``series`` (DataFrame), ``events`` and ``summary`` (metric -> number);
+* ``claims(results)`` -> the lab's own figures for the article's claims listed in
+  ``data/claims/<lab>.csv`` (the claims table puts them side by side).
+
+The registry imports every module of the package, so a new lab needs no edit
+anywhere else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, Mapping
+
+from ..errors import ParameterError
+from ..params import ParamSet
+from ..scenario import SWITCH_SPECS, switch_spec
+
+
+class Lab:
+    name: str = ""            # command-line name, e.g. "heartbeats"
+    title: str = ""
+    switch: str = ""          # the switch this lab toggles
+    notebook: str = ""        # labs/NN_name.ipynb
+    article_section: str = ""
+    params: ParamSet = ParamSet([])
+    # per-setting defaults for parameters whose upstream default changed over time;
+    # applied only where the user did not set the parameter
+    setting_defaults: Mapping[str, Mapping[str, Any]] = {}
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        return switch_spec(self.switch).settings
+
+    def check_setting(self, setting: str) -> str:
+        if setting not in self.settings:
+            raise ParameterError(self.switch, f"must be one of {', '.join(self.settings)}; got {setting!r}")
+        return setting
+
+    def resolve(self, setting: str, overrides: Mapping[str, Any] | None = None) -> dict:
+        """Effective parameters for ``setting``: defaults, then the setting's own
+        defaults, then the user's overrides (validated; never changed)."""
+        self.check_setting(setting)
+        overrides = dict(overrides or {})
+        user = self.params.resolve(overrides)
+        given = {self.params[k].name for k in overrides}
+        for k, v in self.setting_defaults.get(setting, {}).items():
+            if k not in given:
+                user[k] = v
+        return user
+
+    def run(self, setting: str, overrides: Mapping[str, Any] | None = None):
+        raise NotImplementedError
+
+    def run_all(self, overrides: Mapping[str, Any] | None = None, settings=None) -> dict:
+        return {s: self.run(s, overrides) for s in (settings or self.settings)}
+
+    def claims(self, results: Mapping[str, Any] | None = None) -> dict:
+        """claim id -> lab value (computed by the model)."""
+        raise NotImplementedError
+
+
+_REGISTRY: dict[str, Lab] | None = None
+
+
+def registry() -> dict[str, Lab]:
+    global _REGISTRY
+    if _REGISTRY is None:
+        from .. import labs as pkg
+
+        found = {}
+        for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+            if info.name.startswith("_") or info.name == "base":
+                continue
+            mod = importlib.import_module(f"{pkg.__name__}.{info.name}")
+            lab = getattr(mod, "LAB", None)
+            if isinstance(lab, Lab):
+                found[lab.name] = lab
+        order = {s.name: i for i, s in enumerate(SWITCH_SPECS)}
+        _REGISTRY = dict(sorted(found.items(), key=lambda kv: (order.get(kv[1].switch, 99), kv[0])))
+    return _REGISTRY
+
+
+def get_lab(name: str) -> Lab:
+    labs = registry()
+    if name not in labs:
+        raise ParameterError("LAB", f"is unknown: {name!r}; labs: {', '.join(labs) or '(none)'}")
+    return labs[name]
