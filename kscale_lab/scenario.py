@@ -161,9 +161,9 @@ SCENARIO_PARAMS = ParamSet([
     Param("nodes", 10_000, "nodes", "article: target of 10k nodes per cluster",
           "number of nodes (kubelets)", lo=1, hi=100_000, kind=int),
     Param("pods", 200_000, "pods", "article: 200k pods at 10k nodes",
-          "number of pods in the cluster", lo=0, hi=2_000_000, kind=int),
+          "number of pods in the cluster (20 per node if you set only nodes)", lo=0, hi=2_000_000, kind=int),
     Param("objects", 1_000_000, "objects", "article: 1M objects at 10k nodes",
-          "all objects stored in etcd (pods, nodes and leases included)", lo=1, hi=20_000_000, kind=int),
+          "all objects stored in etcd, pods, nodes and leases included (100 per node if you set only nodes)", lo=1, hi=20_000_000, kind=int),
     Param("duration", 600.0, "s", "assumption: 10 simulated minutes cover two compaction windows",
           "simulated time", lo=1, hi=24 * 3600),
     Param("tick", 1.0, "s", "assumption: 1 s resolves 10 s heartbeats and 5 s node monitoring",
@@ -187,6 +187,24 @@ SCENARIO_PARAMS = ParamSet([
     Param("cpu_hog_at", 300.0, "s", "fault injection", "start of the CPU hog", lo=0, hi=24 * 3600),
     Param("cpu_hog_for", 60.0, "s", "fault injection", "length of the CPU hog", lo=0, hi=24 * 3600),
 ])
+
+
+# The article's cluster: 200k pods and 1M objects at 10k nodes.
+PODS_PER_NODE = 20
+OBJECTS_PER_NODE = 100
+
+
+def scale_with_nodes(values: dict, given: set) -> dict:
+    """A user who sets ``nodes`` but not ``pods``/``objects`` gets a cluster of that size
+    with the article's proportions (20 pods and 100 objects per node), not 10k nodes'
+    pods on 1k nodes. What the user set is never changed."""
+    out = dict(values)
+    if "nodes" in given:
+        if "pods" not in given:
+            out["pods"] = int(out["nodes"] * PODS_PER_NODE)
+        if "objects" not in given:
+            out["objects"] = max(int(out["nodes"] * OBJECTS_PER_NODE), 2 * out["nodes"] + out["pods"])
+    return out
 
 
 def memory_limit_bytes() -> int:

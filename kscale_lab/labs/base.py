@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 from ..errors import ParameterError
 from ..params import ParamSet
-from ..scenario import SWITCH_SPECS, switch_spec
+from ..scenario import SWITCH_SPECS, scale_with_nodes, switch_spec
 
 
 class Lab:
@@ -51,6 +51,8 @@ class Lab:
         overrides = dict(overrides or {})
         user = self.params.resolve(overrides)
         given = {self.params[k].name for k in overrides}
+        if "nodes" in self.params:
+            user = scale_with_nodes(user, given)
         for k, v in self.setting_defaults.get(setting, {}).items():
             if k not in given:
                 user[k] = v
