@@ -1081,7 +1081,10 @@ class WatchCache:
                 grow = (tj - T[js - C]) < F
                 trig |= grow
             if C > lo_cap:
-                trig |= (tj - T[js - C // 4]) > F
+                # upstream reads cache[(end - cap/4) % cap]; with cap < 4 that slot
+                # (end % cap) holds the oldest event of the full tape
+                back = C // 4 or C
+                trig |= (tj - T[js - back]) > F
             first = int(np.argmax(trig)) if trig.any() else m
             if first:
                 a = end - off
