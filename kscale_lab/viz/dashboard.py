@@ -1,0 +1,91 @@
+"""A "predict, then toggle" dashboard: controls on the left, live Bokeh plots.
+
+:class:`Dashboard` is the reusable part: it owns the widgets (``controls``), the
+Bokeh data sources (``sources``), a summary panel, and reruns the lab whenever a
+control changes. A lab's dashboard subclasses it and says which controls exist
+(:meth:`make_controls`), how they map to the lab's parameters (:meth:`overrides`),
+which plots to draw (:meth:`make_figures`) and how a result fills them
+(:meth:`fill`).
+
+Everything is reachable from Python: ``dash.controls["switch"].value = "article"``
+reruns the model exactly as a click would, ``dash.result`` is the latest result and
+``dash.seconds`` how long the last recompute took.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import error_html
+
+
+class Dashboard:
+    lab_name = ""
+
+    def __init__(self, **initial: Any):
+        import ipywidgets as w
+        from jupyter_bokeh import BokehModel
+
+        from ..labs.base import get_lab
+
+        self.lab = get_lab(self.lab_name)
+        self.controls: dict[str, w.ValueWidget] = self.make_controls()
+        for k, v in initial.items():
+            if k not in self.controls:
+                raise KeyError(f"no control named {k!r}; controls: {', '.join(self.controls)}")
+            self.controls[k].value = v
+        self.summary = w.HTML()
+        self.status = w.HTML()
+        self.sources: dict = {}
+        layout = self.make_figures()
+        self.plot = BokehModel(layout)
+        self.result = None
+        self.seconds = float("nan")
+        self.update()
+        for c in self.controls.values():
+            c.observe(self._on_change, names="value")
+        left = w.VBox(list(self.controls.values()) + [self.status, self.summary],
+                      layout=w.Layout(width="380px"))
+        self.widget = w.HBox([left, self.plot])
+
+    # -- to be provided by a lab's dashboard --------------------------------------------
+    def make_controls(self) -> dict:
+        raise NotImplementedError
+
+    def overrides(self) -> tuple[str, dict]:
+        """(setting, parameter overrides) for the current control values."""
+        raise NotImplementedError
+
+    def make_figures(self):
+        raise NotImplementedError
+
+    def fill(self, result) -> None:
+        raise NotImplementedError
+
+    # -- the loop -------------------------------------------------------------------------
+    def _on_change(self, change) -> None:
+        self.update()
+
+    def update(self) -> None:
+        setting, overrides = self.overrides()
+        t0 = time.perf_counter()
+        try:
+            result = self.lab.run(setting, overrides)
+        except Exception as err:  # a user error: say it in one line, keep the last plot
+            from ..errors import KscaleError
+
+            if not isinstance(err, (KscaleError, ValueError)):
+                raise
+            self.status.value = error_html(err)
+            return
+        self.seconds = time.perf_counter() - t0
+        self.result = result
+        self.fill(result)
+        self.status.value = (f'<span style="color:#666">recomputed {setting} in '
+                             f'{self.seconds:.2f} s</span>')
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
