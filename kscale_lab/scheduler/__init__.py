@@ -1,1 +1,31 @@
-"""kscale_lab.scheduler"""
+"""kscale_lab.scheduler: kube-scheduler's filter/score search at 10k nodes.
+
+The article's section 9 (equivalence classes, relaxed randomisation) and upstream's
+answers (``percentageOfNodesToScore``, KEP-5598 opportunistic batching), as real
+algorithms over numpy node arrays, with the work counted exactly and converted to
+modelled time by named cost parameters.
+
+Modules:
+
+* :mod:`.cluster_state` - nodes as arrays, pods as compact :class:`PodSpec` records.
+* :mod:`.plugins` - filter and score plugins (upstream formulas and weights).
+* :mod:`.equivalence` - per-class cached results, refreshed from the dirty log.
+* :mod:`.search` - the three strategies (``"off"``, ``"article"``, ``"upstream"``) and
+  :func:`num_feasible_nodes_to_find`.
+* :mod:`.sim` - the scheduling queue in modelled time; ``run(scenario, setting, params)``.
+* :mod:`.reference` - a slow per-node model for property tests.
+"""
+
+from .cluster_state import NodeState, PodSpec, make_nodes, nodes_from_arrays
+from .equivalence import ClassTable, EquivalenceCache, equivalence_key
+from .plugins import FILTER_PLUGINS, SCORE_PLUGINS
+from .search import MODES, Decision, Scheduler, num_feasible_nodes_to_find, schedule_pods
+from .sim import PARAMS, SCENARIOS, compare, make_workload, run, simulate
+
+__all__ = [
+    "NodeState", "PodSpec", "make_nodes", "nodes_from_arrays",
+    "ClassTable", "EquivalenceCache", "equivalence_key",
+    "FILTER_PLUGINS", "SCORE_PLUGINS",
+    "MODES", "Decision", "Scheduler", "num_feasible_nodes_to_find", "schedule_pods",
+    "PARAMS", "SCENARIOS", "compare", "make_workload", "run", "simulate",
+]

@@ -1,0 +1,229 @@
+"""Equivalence classes: evaluate once per kind of pod, then only what changed.
+
+A scale-up creates thousands of pods from one template: same requests, same node
+selector, same tolerations. For the filters and scores these pods are *the same
+question*, so the answer for every node can be computed once for the whole class and
+kept. When a pod is bound, exactly one node's row changes (see
+:mod:`kscale_lab.scheduler.cluster_state`), so the class's answers stay correct if that
+one node is re-evaluated. This module keeps, per class, the first-failure filter code
+and the score of every node, plus running counts (feasible nodes per plugin, a
+histogram of feasible scores, optionally score buckets for O(1) best-node picks), and
+refreshes them by replaying the cluster's dirty log since the class last looked.
+
+The article (section 9, "equivalence classes") groups the pending queue this way and
+evaluates predicates and priorities once per class. Upstream tried the same idea as
+the *equivalence cache* (alpha feature gate ``EnableEquivalenceClassCache``, 2016-2018,
+kubernetes/kubernetes PRs #30844, #36238, #65714) and removed it (issue #71013):
+lookups in a three-level cache guarded by locks were slower than simply running the
+cheap predicates, and it only paid off for pods with inter-pod (anti-)affinity. The
+cost of a lookup is therefore a parameter of the time model (``sim.PARAMS``), not
+assumed free. Its modern successor is KEP-5598 opportunistic batching (see
+:mod:`kscale_lab.scheduler.search`).
+
+The same tables also serve, uncounted, as the implementation device that makes the
+"off" and "upstream" settings fast: they return exactly what a full evaluation would,
+which the property tests check against :mod:`kscale_lab.scheduler.reference`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .cluster_state import NodeState, PodSpec
+from .plugins import MAX_TOTAL_SCORE, PASS, evaluate, filter_code_one, filter_codes, score_nodes, score_one
+
+#: replay one node at a time (plain Python) up to this many dirty log entries
+SCALAR_REPLAY_MAX = 12
+
+
+def equivalence_key(pod: PodSpec) -> PodSpec:
+    """The key pods are grouped by: every field the filters and scores read.
+
+    Two pods with equal keys get identical filter codes and scores on every node.
+    """
+    return pod
+
+
+class ClassTable:
+    """Cached filter codes and scores of one pod class over all nodes."""
+
+    __slots__ = ("cid", "pod", "code", "score", "feas", "seff", "reach", "hist", "max_score", "cursor",
+                 "buckets", "pos", "has_interpod")
+
+    def __init__(self, cid: int, pod: PodSpec, state: NodeState, with_buckets: bool = False):
+        self.cid = cid
+        self.pod = pod
+        self.has_interpod = pod.anti_affinity_group >= 0
+        code = filter_codes(state, pod)
+        self.code = code
+        self.score = score_nodes(state, pod).astype(np.int64)
+        self.feas = code == PASS
+        #: score where feasible, -1 elsewhere: one array answers both questions of a scan
+        self.seff = np.where(self.feas, self.score, -1)
+        hist = np.bincount(code, minlength=PASS + 1)
+        #: reach[k] = nodes whose code >= k (they reach plugin k); reach[PASS] = feasible
+        self.reach = np.cumsum(hist[::-1])[::-1].astype(np.int64).tolist()
+        self.hist = np.bincount(self.score[self.feas], minlength=MAX_TOTAL_SCORE + 1).astype(np.int64)
+        nz = np.flatnonzero(self.hist)
+        self.max_score = int(nz[-1]) if nz.size else -1
+        self.cursor = len(state.dirty)
+        self.buckets = None
+        self.pos = None
+        if with_buckets:
+            self._build_buckets()
+
+    # -- buckets: nodes grouped by score, for O(1) random pick among the best ----
+    def _build_buckets(self) -> None:
+        ids = np.flatnonzero(self.feas)
+        sc = self.score[ids]
+        order = np.argsort(sc, kind="stable")
+        ids, sc = ids[order], sc[order]
+        edges = np.searchsorted(sc, np.arange(MAX_TOTAL_SCORE + 2))
+        self.buckets = [ids[edges[s]:edges[s + 1]].tolist() for s in range(MAX_TOTAL_SCORE + 1)]
+        pos = np.full(self.code.shape[0], -1, dtype=np.int64)
+        pos[ids] = np.arange(ids.size) - edges[sc]
+        self.pos = pos.tolist()
+
+    def _bucket_remove(self, n: int, s: int) -> None:
+        b = self.buckets[s]
+        i = self.pos[n]
+        last = b[-1]
+        b[i] = last
+        self.pos[last] = i
+        b.pop()
+        self.pos[n] = -1
+
+    def _bucket_add(self, n: int, s: int) -> None:
+        b = self.buckets[s]
+        self.pos[n] = len(b)
+        b.append(n)
+
+    # -- refresh ---------------------------------------------------------------
+    def _fix_max(self) -> None:
+        m = self.max_score
+        hist = self.hist
+        while m >= 0 and hist[m] == 0:
+            m -= 1
+        self.max_score = m
+
+    def _update_one(self, n: int, c: int, s: int) -> None:
+        c0 = self.code.item(n)
+        s0 = self.score.item(n)
+        f0 = c0 == PASS
+        f = c == PASS
+        if c != c0:
+            self.code[n] = c
+            self.feas[n] = f
+            reach = self.reach
+            if c > c0:
+                for k in range(c0 + 1, c + 1):
+                    reach[k] += 1
+            else:
+                for k in range(c + 1, c0 + 1):
+                    reach[k] -= 1
+        if s != s0:
+            self.score[n] = s
+        if (f0 or f) and (f0 != f or s0 != s):
+            self.seff[n] = s if f else -1
+            if f0:
+                self.hist[s0] -= 1
+                if self.buckets is not None:
+                    self._bucket_remove(n, s0)
+            if f:
+                self.hist[s] += 1
+                if self.buckets is not None:
+                    self._bucket_add(n, s)
+                if s > self.max_score:
+                    self.max_score = s
+            if f0 and self.hist[s0] == 0 and s0 == self.max_score:
+                self._fix_max()
+
+    def refresh(self, state: NodeState) -> tuple[int, list[int], int]:
+        """Re-evaluate the nodes changed since this class last looked.
+
+        Returns ``(dirty_nodes, reach, scored)``: how many distinct nodes were
+        re-evaluated, how many of them reached each filter plugin (length PASS+1,
+        raw: InterPodAffinity counted even for pods without a term), and how many
+        were feasible and hence re-scored. This is the real incremental work of the
+        article's equivalence classes.
+        """
+        log = state.dirty
+        end = len(log)
+        if self.cursor == end:
+            return 0, [0] * (PASS + 1), 0
+        pod = self.pod
+        if end - self.cursor <= SCALAR_REPLAY_MAX:
+            nodes = set(log[self.cursor:end]) if end - self.cursor > 1 else (log[self.cursor],)
+            self.cursor = end
+            reach = [0] * (PASS + 1)
+            scored = 0
+            for n in nodes:
+                c = filter_code_one(state, pod, n)
+                s = score_one(state, pod, n)
+                self._update_one(n, c, s)
+                for k in range(c + 1):
+                    reach[k] += 1
+                scored += c == PASS
+            return len(nodes), reach, scored
+        nodes = np.unique(np.asarray(log[self.cursor:end], dtype=np.int64))
+        self.cursor = end
+        c_new, s_new = evaluate(state, pod, nodes)
+        c_old = self.code[nodes]
+        s_old = self.score[nodes]
+        f_old = c_old == PASS
+        f_new = c_new == PASS
+        # reach counts: replace the old codes' contribution by the new ones
+        h_old = np.bincount(c_old, minlength=PASS + 1)
+        h_new = np.bincount(c_new, minlength=PASS + 1)
+        r_old = np.cumsum(h_old[::-1])[::-1]
+        r_new = np.cumsum(h_new[::-1])[::-1]
+        self.reach = (np.asarray(self.reach) + r_new - r_old).tolist()
+        changed = (f_old != f_new) | (s_old != s_new)
+        np.subtract.at(self.hist, s_old[f_old], 1)
+        np.add.at(self.hist, s_new[f_new], 1)
+        if self.buckets is not None:
+            for n, fo, so, fn, sn in zip(nodes[changed].tolist(), f_old[changed].tolist(), s_old[changed].tolist(),
+                                         f_new[changed].tolist(), s_new[changed].tolist()):
+                if fo:
+                    self._bucket_remove(n, so)
+                if fn:
+                    self._bucket_add(n, sn)
+        self.code[nodes] = c_new
+        self.feas[nodes] = f_new
+        self.score[nodes] = s_new
+        self.seff[nodes] = np.where(f_new, s_new, -1)
+        nz = np.flatnonzero(self.hist)
+        self.max_score = int(nz[-1]) if nz.size else -1
+        return int(nodes.size), r_new.astype(np.int64).tolist(), int(f_new.sum())
+
+    @property
+    def n_feasible(self) -> int:
+        return self.reach[PASS]
+
+
+class EquivalenceCache:
+    """Class tables keyed by :func:`equivalence_key`, refreshed from the dirty log."""
+
+    def __init__(self, state: NodeState, with_buckets: bool = False):
+        self.state = state
+        self.with_buckets = with_buckets
+        self.tables: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.tables)
+
+    def lookup(self, pod: PodSpec) -> tuple[ClassTable, bool, int, list[int], int]:
+        """The up-to-date table for ``pod``'s class.
+
+        Returns ``(table, created, dirty_nodes, reach, scored)``. A new class evaluates
+        every node (``dirty_nodes == n``); a known class re-evaluates only the nodes
+        changed since its last lookup.
+        """
+        key = equivalence_key(pod)
+        t = self.tables.get(key)
+        if t is None:
+            t = ClassTable(len(self.tables), pod, self.state, self.with_buckets)
+            self.tables[key] = t
+            return t, True, self.state.n, list(t.reach), t.reach[PASS]
+        d, reach, scored = t.refresh(self.state)
+        return t, False, d, reach, scored

@@ -1,0 +1,490 @@
+"""The scheduling queue in modelled time: where ~10 s of scheduling latency comes from.
+
+Think of kube-scheduler as a single checkout counter. Pods join the queue when they
+are created (a steady trickle of churn, then a Deployment scale-up that adds thousands
+at once); the counter serves one pod per *scheduling cycle*; the cycle takes as long as
+the work it does: filter plugins on each node evaluated, score plugins on each node
+scored, a fixed per-cycle overhead. Binding is asynchronous (upstream binds in a
+goroutine after *assume*), so it delays the pod but not the counter. When a burst
+arrives faster than the counter serves, the queue grows, and a pod's latency is
+mostly the time spent waiting behind the pods in front of it: at 10,000 nodes, a
+cycle that evaluates every node is slow enough that a few thousand queued pods wait
+seconds. That is the article's claim 8 (unoptimised: ~10 s scheduling latency at
+10k nodes); equivalence classes and relaxed search shorten the cycle.
+
+Nothing here runs a process per pod. The loop steps through cycles; each cycle calls
+:class:`kscale_lab.scheduler.search.Scheduler` (real filters and scores over numpy node
+arrays) and converts the *counted* work into seconds with the cost parameters in
+:data:`PARAMS`, each with a unit and a source. The latency targets (the article's
+~10 s; scheduler_perf's throughput thresholds) are not in the code: they are what the
+lab compares its output against.
+
+Metric names follow kube-scheduler (``pkg/scheduler/metrics/metrics.go``):
+``scheduler_pod_scheduling_sli_duration_seconds`` (queue entry to bind; its older name
+``scheduler_pod_scheduling_duration_seconds``), ``scheduler_scheduling_attempt_duration_seconds``
+(one attempt: algorithm + binding), ``scheduler_schedule_attempts_total{result}``.
+
+Unschedulable pods go back to the queue after a backoff (``podInitialBackoffSeconds``
+doubling up to ``podMaxBackoffSeconds``) and are given up after ``max_attempts`` (a
+simplification: upstream keeps them pending and requeues them on cluster events).
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ParameterError
+from ..params import Param, ParamSet
+from .cluster_state import (
+    LABEL_DISKTYPE, LABEL_ZONE, TAINT_GPU, NodeState, PodSpec, make_nodes,
+)
+from .plugins import FILTER_PLUGINS
+from .search import MODES, Decision, Scheduler
+
+_KEP = "kubernetes/enhancements keps/sig-scheduling/5598-opportunistic-batching"
+_SO = "kubernetes/kubernetes pkg/scheduler/schedule_one.go"
+
+PARAMS = ParamSet([
+    # ---------------------------------------------------------------- scenario
+    Param("nodes", 10_000, "1", "brief/article.md: target 10k nodes", "cluster size", 1, 50_000, kind=int),
+    Param("seed", 0, "1", "convention", "seed for numpy.random.default_rng", 0, 2**31 - 1, kind=int),
+    Param("initial_utilisation", 0.3, "1",
+          "assumption: a production cluster is partly full before the burst; scores then differ between nodes",
+          "mean requested/allocatable of already-running pods", 0.0, 0.6),
+    Param("churn_rate", 20.0, "pods/s",
+          "kubernetes/community sig-scalability/slos/slos.md: steady state is churn <= 20/s (brief/mechanisms.md)",
+          "arrival rate of pods from the steady churn", 0.0, 1_000.0),
+    Param("churn_duration_s", 60.0, "s", "assumption: a window long enough to contain the burst",
+          "length of the churn arrival window", 0.0, 3_600.0),
+    Param("churn_templates", 8, "1", "assumption: a handful of Deployments account for most churn",
+          "distinct pod templates in the churn", 1, 200, kind=int),
+    Param("pod_lifetime_s", 300.0, "s", "assumption: short-lived batch-like churn pods",
+          "mean lifetime of churn pods (exponential); burst pods are never deleted", 1.0, 1e6),
+    Param("burst_pods", 3_000, "pods", "assumption: a scale-up of a few thousand replicas (article section 9)",
+          "pods created by the burst", 0, 500_000, kind=int),
+    Param("burst_at_s", 10.0, "s", "assumption", "time the burst starts", 0.0, 3_600.0),
+    Param("burst_creation_rate", 1_000.0, "pods/s",
+          "assumption: the ReplicaSet controller's client QPS raised for a 10k-node cluster "
+          "(kube-controller-manager --kube-api-qps default is 20 [memory])",
+          "rate at which the burst's pods are created; 0 creates them all at once", 0.0, 1e6),
+    Param("burst_deployments", 1, "1", "assumption", "the burst is this many Deployments created back to back, "
+          "each with its own template", 1, 1_000, kind=int),
+    Param("burst_cpu_m", 500, "millicores", "assumption: a typical small service replica", "cpu request of burst pods",
+          1, 64_000, kind=int),
+    Param("burst_mem_mib", 1_024, "MiB", "assumption", "memory request of burst pods", 1, 256_000, kind=int),
+    Param("burst_affinity_share", 0.1, "1",
+          "assumption: some workloads spread replicas with required pod anti-affinity (hostname)",
+          "share of burst pods with required inter-pod anti-affinity (mixed into the burst)", 0.0, 1.0),
+    # ---------------------------------------------------------------- scheduler config
+    Param("percentage_of_nodes_to_score", 0, "%", _SO + " numFeasibleNodesToFind; 0 = adaptive default",
+          "upstream percentageOfNodesToScore", 0, 100, kind=int, flag="percentageOfNodesToScore"),
+    Param("article_nodes_to_find", 0, "nodes",
+          "assumption: the article gives no number; 0 reuses upstream's adaptive count so settings differ only in mechanism",
+          "feasible nodes after which the article's relaxed search stops", 0, 100_000, kind=int),
+    Param("opportunistic_batching", True, "1", _KEP + " (beta in v1.35; beta gates default on)",
+          "KEP-5598 batching in the upstream setting", kind=bool, flag="--feature-gates=OpportunisticBatching"),
+    Param("batching_rescore", False, "1", "kubernetes/kubernetes PR #140289 (v1.37): re-score the last node if still feasible",
+          "batch also when several pods fit one node", kind=bool),
+    Param("pod_topology_spread_defaults", False, "1",
+          _KEP + ": pods under default topology spread constraints are unsignable; upstream's batching perf test "
+          "disables them (test/integration/scheduler_perf/batching/scheduler-config-no-topology.yaml)",
+          "system-default PodTopologySpread applies (makes every pod unbatchable)", kind=bool),
+    # ---------------------------------------------------------------- cost model
+    Param("filter_cost_s", 0.3e-6, "s/(node*plugin)",
+          "assumption: one Filter call on a cached NodeInfo = interface dispatch, a few field reads with cache "
+          "misses on 10k NodeInfos, a Status; 0.1-0.5 us in Go",
+          "single-core time of one cheap filter plugin on one node", 0.0, 1e-3),
+    Param("interpod_filter_cost_s", 3e-6, "s/node",
+          "assumption: InterPodAffinity walks the pods with affinity terms and topology maps; ~10x a cheap filter "
+          "(issue #71013: the only plugin where caching paid off)",
+          "single-core time of the InterPodAffinity filter on one node", 0.0, 1e-3),
+    Param("score_cost_s", 0.4e-6, "s/(node*plugin)",
+          "assumption: Score call + weight + NodePluginScores bookkeeping, a bit more than a filter",
+          "single-core time of one score plugin on one node", 0.0, 1e-3),
+    Param("other_filter_plugins", 4, "plugins",
+          "pkg/scheduler/apis/config/v1/default_plugins.go lists 15 Filter plugins; 4 are modelled, most of the "
+          "rest PreFilter-Skip for pods without volumes/ports/spread (assumption: ~4 still run per node)",
+          "unmodelled default filter plugins that still run on each node", 0, 20, kind=int),
+    Param("other_score_plugins", 2, "plugins",
+          "default_plugins.go: 7 Score plugins; 2 modelled; PreScore-Skip drops most others for pods without "
+          "preferences (assumption: ~2 still run)",
+          "unmodelled default score plugins that still run on each scored node", 0, 20, kind=int),
+    Param("parallelism", 16, "goroutines", "kubernetes/kubernetes pkg/scheduler/framework/parallelize/parallelism.go "
+          "DefaultParallelism = 16", "filter/score worker goroutines", 1, 256, kind=int, flag="parallelism"),
+    Param("parallel_efficiency", 0.5, "1",
+          "assumption: 16 goroutines on an 8+ core control-plane node, with chunking and memory stalls",
+          "effective speedup = parallelism x efficiency (never more than the nodes processed)", 0.01, 1.0),
+    Param("cycle_overhead_s", 0.5e-3, "s",
+          "assumption: queue pop, snapshot update, PreFilter/PreScore, assume, reserve, metrics per cycle; chosen "
+          "so that 5,000 nodes give the order of scheduler_perf SchedulingBasic/5000Nodes (threshold 680 pods/s)",
+          "fixed cost of one scheduling cycle", 0.0, 1.0),
+    Param("bind_latency_s", 5e-3, "s", "assumption: one API call to create the Binding (async to the cycle)",
+          "time from the end of the cycle to the pod being bound", 0.0, 10.0),
+    Param("equivalence_lookup_cost_s", 5e-6, "s/pod",
+          "assumption: hashing the pod's equivalence key and taking the cache lock (issue #71013: lock contention)",
+          "per-cycle cost of finding the pod's class (article setting)", 0.0, 1e-2),
+    Param("equivalence_read_cost_s", 0.25e-6, "s/(node*plugin)",
+          "assumption: upstream's eCache read one entry per node per predicate through a three-level map under a "
+          "lock, about the cost of a cheap predicate (issue #71013, KEP-5598 'Comparison with Equivalence Cache')",
+          "cost of reading one cached per-node, per-plugin result (article setting)", 0.0, 1e-3),
+    Param("pod_initial_backoff_s", 1.0, "s", "KubeSchedulerConfiguration podInitialBackoffSeconds default 1 [memory]",
+          "first retry delay of an unschedulable pod", 0.0, 60.0, flag="podInitialBackoffSeconds"),
+    Param("pod_max_backoff_s", 10.0, "s", "KubeSchedulerConfiguration podMaxBackoffSeconds default 10 [memory]",
+          "maximum retry delay", 0.0, 600.0, flag="podMaxBackoffSeconds"),
+    Param("max_attempts", 5, "1", "assumption: simplification, see module docstring",
+          "attempts after which an unschedulable pod is left pending", 1, 100, kind=int),
+])
+
+#: named scenarios: overrides of PARAMS defaults
+SCENARIOS: dict[str, dict] = {
+    "burst": {},
+    "churn": {"burst_pods": 0},
+    "scale-200k": {"burst_pods": 200_000, "burst_deployments": 20, "burst_creation_rate": 0.0,
+                   "burst_affinity_share": 0.05, "churn_duration_s": 30.0},
+}
+
+SETTINGS = MODES
+
+
+# --------------------------------------------------------------------------- workload
+class Workload:
+    """Pods to schedule, sorted by arrival: a template index per pod plus the templates."""
+
+    def __init__(self, arrival: np.ndarray, template: np.ndarray, lifetime: np.ndarray, burst: np.ndarray,
+                 templates: list[PodSpec], template_names: list[str]):
+        self.arrival = arrival
+        self.template = template
+        self.lifetime = lifetime
+        self.burst = burst
+        self.templates = templates
+        self.template_names = template_names
+
+    def __len__(self) -> int:
+        return int(self.arrival.shape[0])
+
+
+def make_workload(p: Mapping[str, Any], rng: np.random.Generator, n_zones: int = 3, n_groups: int = 8) -> Workload:
+    """Steady churn (Poisson arrivals from a few templates) plus a Deployment burst."""
+    templates: list[PodSpec] = []
+    names: list[str] = []
+    cpu_choices = np.array([100, 250, 500, 1000, 2000])
+    mem_choices = np.array([128, 256, 512, 1024, 4096])
+    for i in range(p["churn_templates"]):
+        cpu = int(rng.choice(cpu_choices))
+        mem = int(rng.choice(mem_choices))
+        u = rng.random()
+        if u < 0.2:
+            spec = PodSpec(cpu, mem, node_selector=((LABEL_DISKTYPE, 1),))
+        elif u < 0.35:
+            zones = int(rng.integers(1, 1 << n_zones)) or 1
+            spec = PodSpec(cpu, mem, required_affinity=((LABEL_ZONE, zones),))
+        elif u < 0.45:
+            spec = PodSpec(cpu, mem, tolerations=TAINT_GPU)
+        else:
+            spec = PodSpec(cpu, mem)
+        templates.append(spec)
+        names.append(f"churn-{i}")
+    n_churn = int(rng.poisson(p["churn_rate"] * p["churn_duration_s"])) if p["churn_rate"] > 0 else 0
+    c_arr = np.sort(rng.uniform(0.0, p["churn_duration_s"], n_churn))
+    weights = 1.0 / np.arange(1, p["churn_templates"] + 1)  # Zipf-like popularity
+    c_tmpl = rng.choice(p["churn_templates"], size=n_churn, p=weights / weights.sum())
+    c_life = rng.exponential(p["pod_lifetime_s"], n_churn)
+
+    nb = p["burst_pods"]
+    b_arr = np.zeros(0)
+    b_tmpl = np.zeros(0, dtype=np.int64)
+    if nb > 0:
+        rate = p["burst_creation_rate"]
+        b_arr = p["burst_at_s"] + (np.arange(nb) / rate if rate > 0 else np.zeros(nb))
+        nd = p["burst_deployments"]
+        dep = (np.arange(nb) * nd) // nb  # deployments created back to back
+        base = len(templates)
+        for d in range(nd):
+            cpu = p["burst_cpu_m"] if d == 0 else int(p["burst_cpu_m"] * (0.5 + rng.random()))
+            mem = p["burst_mem_mib"] if d == 0 else int(p["burst_mem_mib"] * (0.5 + rng.random()))
+            templates.append(PodSpec(max(cpu, 1), max(mem, 1)))
+            names.append(f"burst-{d}")
+            templates.append(PodSpec(max(cpu, 1), max(mem, 1), anti_affinity_group=d % n_groups))
+            names.append(f"burst-{d}-anti-affinity")
+        anti = rng.random(nb) < p["burst_affinity_share"]
+        b_tmpl = base + 2 * dep + anti.astype(np.int64)
+    arrival = np.concatenate([c_arr, b_arr])
+    template = np.concatenate([c_tmpl, b_tmpl]).astype(np.int64)
+    lifetime = np.concatenate([c_life, np.full(b_arr.shape[0], np.inf)])
+    burst = np.concatenate([np.zeros(n_churn, dtype=bool), np.ones(b_arr.shape[0], dtype=bool)])
+    order = np.argsort(arrival, kind="stable")
+    return Workload(arrival[order], template[order], lifetime[order], burst[order], templates, names)
+
+
+# --------------------------------------------------------------------------- cost
+class CostModel:
+    """Seconds of one scheduling cycle, from the work a :class:`Decision` counted."""
+
+    def __init__(self, p: Mapping[str, Any], mode: str):
+        self.mode = mode
+        self.c_f = p["filter_cost_s"]
+        self.c_ip = p["interpod_filter_cost_s"]
+        self.c_s = p["score_cost_s"]
+        self.n_other_f = p["other_filter_plugins"]
+        self.n_score = 2 + p["other_score_plugins"]
+        self.speedup = max(1.0, p["parallelism"] * p["parallel_efficiency"])
+        self.overhead = p["cycle_overhead_s"]
+        self.lookup = p["equivalence_lookup_cost_s"] if mode == "article" else 0.0
+        self.c_read = p["equivalence_read_cost_s"]
+
+    def _par(self, work: float, items: int) -> float:
+        if items <= 1:
+            return work
+        return work / (self.speedup if items >= self.speedup else items)
+
+    def cycle(self, d) -> float:
+        ev = d.filter_evals
+        f_work = (ev[0] + ev[1] + ev[2] + d.other_filter_nodes * self.n_other_f) * self.c_f + ev[3] * self.c_ip
+        t = self.overhead + self.lookup + self._par(f_work, d.processed)
+        if d.scored:
+            t += self._par(d.scored * self.n_score * self.c_s, d.scored)
+        if d.cache_filter_reads:
+            reads = d.cache_filter_reads * (3 + self.n_other_f) + d.cache_score_reads * self.n_score
+            t += self._par(reads * self.c_read, d.cache_filter_reads)
+        return t
+
+
+# --------------------------------------------------------------------------- simulation
+def resolve(params: Mapping[str, Any] | None = None, scenario: str | Mapping[str, Any] = "burst") -> dict:
+    """Defaults, then the scenario's overrides, then ``params``; validated."""
+    if isinstance(scenario, str):
+        if scenario not in SCENARIOS:
+            raise ParameterError("scenario", f"must be one of {', '.join(repr(s) for s in SCENARIOS)}; got {scenario!r}")
+        base = dict(SCENARIOS[scenario])
+    else:
+        base = dict(scenario)
+    base.update(params or {})
+    return PARAMS.resolve(base)
+
+
+def simulate(setting: str, params: Mapping[str, Any] | None = None, scenario: str | Mapping[str, Any] = "burst",
+             state: NodeState | None = None, workload: Workload | None = None) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """Run the scheduling queue for one setting; return ``(metrics, frames)``.
+
+    ``frames["pods"]`` has one row per pod, ``frames["nodes"]`` one row per node at the
+    end. ``state``/``workload`` may be given to reuse a prepared cluster (copied, never
+    modified).
+    """
+    if setting not in MODES:
+        raise ParameterError("setting", f"must be one of {', '.join(repr(m) for m in MODES)}; got {setting!r}")
+    p = resolve(params, scenario)
+    wall0 = time.perf_counter()
+    rng = np.random.default_rng(p["seed"])
+    if state is None:
+        state = make_nodes(p["nodes"], rng, initial_utilisation=p["initial_utilisation"])
+    else:
+        state = state.copy()
+    if workload is None:
+        workload = make_workload(p, np.random.default_rng([p["seed"], 1]))
+    sched = Scheduler(
+        state, setting, p["seed"] + 7,
+        percentage_of_nodes_to_score=p["percentage_of_nodes_to_score"],
+        article_nodes_to_find=p["article_nodes_to_find"],
+        opportunistic_batching=p["opportunistic_batching"],
+        batching_rescore=p["batching_rescore"],
+        topology_spread_defaults=p["pod_topology_spread_defaults"],
+    )
+    cost = CostModel(p, setting)
+    n_other_f = p["other_filter_plugins"]
+    bind_latency = p["bind_latency_s"]
+    b0, bmax, max_att = p["pod_initial_backoff_s"], p["pod_max_backoff_s"], p["max_attempts"]
+
+    P = len(workload)
+    arrival = workload.arrival.tolist()
+    tmpl_of = workload.template.tolist()
+    life = workload.lifetime.tolist()
+    specs = workload.templates
+    pod_specs = [specs[t] for t in tmpl_of]
+    schedule_one = sched.schedule_one
+    cycle_of = cost.cycle
+    heappush, heappop = heapq.heappush, heapq.heappop
+    inf = float("inf")
+
+    # one record per attempt: (pod, start, cycle seconds, Decision)
+    rec_pod: list[int] = []
+    rec_start: list[float] = []
+    rec_cycle: list[float] = []
+    rec_dec: list = []
+    failed: dict[int, int] = {}  # attempts so far of pods that failed at least once
+    retry: list = []  # (ready time, pod)
+    deletions: list = []  # (time, node, pod)
+    t_free = 0.0
+    i = 0
+    n_sched = n_unsched = 0
+    while i < P or retry:
+        if retry and (i >= P or retry[0][0] < arrival[i]):
+            ready, k = heappop(retry)
+        else:
+            k = i
+            ready = arrival[i]
+            i += 1
+        start = t_free if t_free > ready else ready
+        while deletions and deletions[0][0] <= start:
+            _, n, q = heappop(deletions)
+            state.unbind(n, pod_specs[q])
+        d = schedule_one(pod_specs[k], start)
+        c = cycle_of(d)
+        t_free = start + c
+        rec_pod.append(k)
+        rec_start.append(start)
+        rec_cycle.append(c)
+        rec_dec.append(d)
+        if d.node >= 0:
+            n_sched += 1
+            if life[k] != inf:
+                heappush(deletions, (t_free + bind_latency + life[k], d.node, k))
+        else:
+            n_unsched += 1
+            a = failed.get(k, 0) + 1
+            failed[k] = a
+            if a < max_att:
+                heappush(retry, (t_free + min(bmax, b0 * (2 ** (a - 1))), k))
+
+    # ---- per pod, from the attempt records (attempts are in time order)
+    R = len(rec_pod)
+    kk = np.asarray(rec_pod, dtype=np.int64)
+    st_a = np.asarray(rec_start)
+    cy_a = np.asarray(rec_cycle)
+    cols = list(zip(*rec_dec)) if R else [()] * len(Decision._fields)
+    col = {name: np.asarray(v) for name, v in zip(Decision._fields, cols)}
+    evals = np.asarray(col["filter_evals"], dtype=np.int64).reshape(R, len(FILTER_PLUGINS))
+    last = np.full(P, -1, dtype=np.int64)
+    np.maximum.at(last, kk, np.arange(R))
+    first = np.full(P, R, dtype=np.int64)
+    np.minimum.at(first, kk, np.arange(R))
+    tried = last >= 0
+    attempts = np.bincount(kk, minlength=P)
+
+    def per_pod_sum(x):
+        return np.bincount(kk, weights=x, minlength=P)
+
+    def per_pod_last(x, fill):
+        out = np.full(P, fill, dtype=np.asarray(x).dtype if np.asarray(x).size else float)
+        out[tried] = np.asarray(x)[last[tried]]
+        return out
+
+    node_of = per_pod_last(col["node"].astype(np.int64) if R else np.zeros(0, dtype=np.int64), -1)
+    cycle_last = per_pod_last(cy_a, np.nan)
+    start_first = np.full(P, np.nan)
+    start_first[tried] = st_a[first[tried]]
+    bound = node_of >= 0
+    bind_a = np.where(bound, per_pod_last(st_a, np.nan) + cycle_last + bind_latency, np.nan)
+    arr = workload.arrival
+    lat = bind_a - arr
+    other = per_pod_sum(col["other_filter_nodes"]) if R else np.zeros(P)
+    f_evals = per_pod_sum(evals.sum(axis=1)) + other * n_other_f
+    chosen = per_pod_last(col["chosen_score"].astype(np.int64) if R else np.zeros(0, dtype=np.int64), -1)
+    best = per_pod_last(col["best_score"].astype(np.int64) if R else np.zeros(0, dtype=np.int64), -1)
+    new_cls = per_pod_sum(col["new_class"].astype(float)) > 0 if R else np.zeros(P, dtype=bool)
+    pods = pd.DataFrame({
+        "pod": np.arange(P),
+        "template": [workload.template_names[t] for t in tmpl_of],
+        "burst": workload.burst,
+        "anti_affinity": [sp.anti_affinity_group >= 0 for sp in pod_specs],
+        "arrival_s": arr,
+        "start_s": start_first,
+        "bind_s": bind_a,
+        "latency_s": lat,
+        "queue_wait_s": lat - per_pod_sum(cy_a) - bind_latency,
+        "cycle_s": cycle_last,
+        "attempt_duration_s": cycle_last + np.where(bound, bind_latency, 0.0),
+        "attempts": attempts,
+        "node": node_of,
+        "nodes_evaluated": per_pod_sum(col["processed"]).astype(np.int64) if R else np.zeros(P, dtype=np.int64),
+        "filter_evaluations": f_evals.astype(np.int64),
+        **{f"evals_{name}": per_pod_sum(evals[:, j]).astype(np.int64) for j, name in enumerate(FILTER_PLUGINS)},
+        "nodes_scored": per_pod_sum(col["scored"]).astype(np.int64) if R else np.zeros(P, dtype=np.int64),
+        "cache_reads": per_pod_sum(col["cache_filter_reads"]).astype(np.int64) if R else np.zeros(P, dtype=np.int64),
+        "chosen_score": chosen,
+        "best_score": best,
+        "score_gap": np.where(bound, best - chosen, np.nan),
+        "batched": per_pod_last(col["batched"].astype(bool) if R else np.zeros(0, dtype=bool), False),
+        "new_class": new_cls,
+    })
+    util = state.utilisation()
+    nodes = pd.DataFrame({
+        "node": np.arange(state.n),
+        "cpu_allocatable_m": state.alloc_cpu, "cpu_requested_m": state.req_cpu,
+        "mem_allocatable_mib": state.alloc_mem, "mem_requested_mib": state.req_mem,
+        "pods": state.req_pods, "cpu_utilisation": util,
+    })
+    metrics = summarise(pods, util, setting, p)
+    metrics["scheduler_schedule_attempts_total{result=scheduled}"] = n_sched
+    metrics["scheduler_schedule_attempts_total{result=unschedulable}"] = n_unsched
+    metrics["equivalence_classes"] = len(sched.cache)
+    metrics["wall_time_s"] = time.perf_counter() - wall0
+    return metrics, {"pods": pods, "nodes": nodes}
+
+
+def _q(x: np.ndarray, q: float) -> float:
+    x = x[~np.isnan(x)]
+    return float(np.quantile(x, q)) if x.size else float("nan")
+
+
+def summarise(pods: pd.DataFrame, util: np.ndarray, setting: str, p: Mapping[str, Any]) -> dict:
+    """Summary metrics of one run (upstream metric names where they exist)."""
+    ok = pods["node"].to_numpy() >= 0
+    lat = pods["latency_s"].to_numpy()
+    burst = pods["burst"].to_numpy()
+    m: dict[str, Any] = {"setting": setting, "nodes": int(p["nodes"]), "pods": int(len(pods)),
+                         "scheduled": int(ok.sum()), "unscheduled": int((~ok).sum())}
+    for tag, mask in (("", np.ones_like(ok)), ("burst_", burst)):
+        m[f"{tag}scheduler_pod_scheduling_sli_duration_seconds_p50"] = _q(lat[mask], 0.5)
+        m[f"{tag}scheduler_pod_scheduling_sli_duration_seconds_p99"] = _q(lat[mask], 0.99)
+    m["scheduler_pod_scheduling_duration_seconds_p50"] = m["scheduler_pod_scheduling_sli_duration_seconds_p50"]
+    m["scheduler_pod_scheduling_duration_seconds_p99"] = m["scheduler_pod_scheduling_sli_duration_seconds_p99"]
+    att = pods["attempt_duration_s"].to_numpy()
+    m["scheduler_scheduling_attempt_duration_seconds_p50"] = _q(att, 0.5)
+    m["scheduler_scheduling_attempt_duration_seconds_p99"] = _q(att, 0.99)
+    cyc = pods["cycle_s"].to_numpy()
+    m["mean_cycle_s"] = float(np.nanmean(cyc)) if len(cyc) else float("nan")
+    m["capacity_pods_per_s"] = 1.0 / m["mean_cycle_s"] if m["mean_cycle_s"] > 0 else float("inf")
+    bt = pods["bind_s"].to_numpy()
+    arr = pods["arrival_s"].to_numpy()
+    if ok.any():
+        m["throughput_pods_per_s"] = float(ok.sum() / max(np.nanmax(bt) - arr.min(), 1e-9))
+    else:
+        m["throughput_pods_per_s"] = 0.0
+    bok = ok & burst
+    if bok.any():
+        m["burst_throughput_pods_per_s"] = float(bok.sum() / max(np.nanmax(bt[bok]) - arr[burst].min(), 1e-9))
+    else:
+        m["burst_throughput_pods_per_s"] = float("nan")
+    m["nodes_evaluated_per_pod"] = float(pods["nodes_evaluated"].mean()) if len(pods) else 0.0
+    m["filter_evaluations_per_pod"] = float(pods["filter_evaluations"].mean()) if len(pods) else 0.0
+    m["nodes_scored_per_pod"] = float(pods["nodes_scored"].mean()) if len(pods) else 0.0
+    m["cache_reads_per_pod"] = float(pods["cache_reads"].mean()) if len(pods) else 0.0
+    m["batched_share"] = float(pods["batched"].mean()) if len(pods) else 0.0
+    gap = pods["score_gap"].to_numpy()
+    m["score_gap_mean"] = float(np.nanmean(gap)) if ok.any() else float("nan")
+    m["best_score_share"] = float(np.mean(gap[ok] == 0)) if ok.any() else float("nan")
+    m["node_cpu_utilisation_mean"] = float(util.mean())
+    m["node_cpu_utilisation_cv"] = float(util.std() / util.mean()) if util.mean() > 0 else 0.0
+    m["node_cpu_utilisation_spread"] = float(util.max() - util.min())
+    return m
+
+
+def run(scenario: str | Mapping[str, Any] = "burst", setting: str = "upstream",
+        params: Mapping[str, Any] | None = None) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """Lab entry point: ``run(scenario, setting, params) -> (metrics, frames)``."""
+    return simulate(setting, params, scenario)
+
+
+def compare(scenario: str | Mapping[str, Any] = "burst", params: Mapping[str, Any] | None = None,
+            settings=MODES) -> pd.DataFrame:
+    """One row of summary metrics per setting, same cluster and workload for all."""
+    p = resolve(params, scenario)
+    state = make_nodes(p["nodes"], np.random.default_rng(p["seed"]), initial_utilisation=p["initial_utilisation"])
+    wl = make_workload(p, np.random.default_rng([p["seed"], 1]))
+    rows = [simulate(s, params, scenario, state=state, workload=wl)[0] for s in settings]
+    return pd.DataFrame(rows).set_index("setting")
