@@ -89,6 +89,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1e3,1e4,1e5,1e6", help="free spans per list, comma-separated")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--allocs", type=int, default=2000, help="allocations per freelist and size")
     args = ap.parse_args(argv)
     sizes = [int(float(x)) for x in args.sizes.split(",")]
     rows = []
@@ -99,8 +100,7 @@ def main(argv=None) -> int:
         starts, z, _ = fragmented_spans(n_spans=n_spans, mean_run=4.0, seed=args.seed)
         round_size = max(1, min(100, n_spans // 20))
         for cls in (ArrayFreelist, HashmapFreelist):
-            n_allocs = 400 if (cls is ArrayFreelist and n_spans >= 1_000_000) else 2000
-            r = bench(cls, starts, z, n_allocs, round_size, args.seed)
+            r = bench(cls, starts, z, args.allocs, round_size, args.seed)
             rows.append((n_spans, cls.kind, r))
             print(f"{n_spans:>9,} {int(z.sum()):>11,} {cls.kind:>8} {r['build_s']:>8.2f} {r['n']:>6} "
                   f"{r['alloc_us']:>10.1f} {r['alloc_work']:>11,.0f} {r['free_us']:>8.1f} "
