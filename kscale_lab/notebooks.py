@@ -139,11 +139,6 @@ def execute(nb, cwd: Path, timeout: int = 600):
     for cell in nb.cells:
         if _is_bokeh_loader(cell):
             cell.outputs = []
-        if cell.cell_type == "code":
-            cell.execution_count = None
-            for out in cell.get("outputs", []):
-                if "execution_count" in out:
-                    out["execution_count"] = None
     nb.metadata.pop("widgets", None)
     return nb
 

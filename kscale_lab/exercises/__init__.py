@@ -1,6 +1,6 @@
 """Exercise checkers: each runs the reader's code against the model.
 
-A check prints one verdict line and returns a :class:`Verdict`:
+A check returns a :class:`Verdict`, shown as one line:
 
 * ``done``: the reader's code agrees with the model (the line says what was checked);
 * ``not done yet``: the code is still the stub (returns ``None``) or raises
@@ -30,14 +30,15 @@ class Verdict:
         mark = {"done": "✓", "not done yet": "…", "not yet right": "✗"}[self.status]
         return f"{mark} {self.exercise}: {self.status}. {self.detail}"
 
+    def __repr__(self) -> str:
+        return str(self)
+
     def _repr_pretty_(self, p, cycle):
         p.text(str(self))
 
 
 def verdict(exercise: str, status: str, detail: str) -> Verdict:
-    v = Verdict(exercise, status, detail)
-    print(v)
-    return v
+    return Verdict(exercise, status, detail)
 
 
 def call_student(exercise: str, fn, *args):

@@ -125,7 +125,7 @@ def txlog_bytes_per_min(nodes, object_bytes, interval_s, wal_overhead_bytes):
 # %%
 # NBVAL_CHECK_OUTPUT
 from kscale_lab.exercises.heartbeats import check_cores, check_not_ready, check_txlog
-check_txlog(txlog_bytes_per_min);
+check_txlog(txlog_bytes_per_min)
 
 # %% [markdown]
 # ### Exercise 2: the node monitor's verdict
@@ -143,7 +143,7 @@ def not_ready(now, probe, grace):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-check_not_ready(not_ready);
+check_not_ready(not_ready)
 
 # %% [markdown]
 # ### Exercise 3: how many cores do Node-status heartbeats need?
@@ -160,7 +160,7 @@ cores_needed = float(sweep[sweep.nodes_ever_notready == 0].apiserver_cores.min()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-check_cores(cores_needed);
+check_cores(cores_needed)
 
 # %% [markdown]
 # **Going further.** The heartbeat share of CPU depends on what else the API servers do. How many
