@@ -225,9 +225,10 @@ class Scheduler:
         nf = t.reach[PASS]
         if nf == 0:
             return -1, n, 0, None, -1
-        if k > nf:
+        whole_ring = k > nf  # fewer feasible nodes than wanted: the scan goes all the way round
+        if whole_ring:
             k = nf
-        w = min(n, (k * n) // nf + (k >> 3) + 32)
+        w = n if whole_ring else min(n, (k * n) // nf + (k >> 3) + 32)
         seff = t.seff
         while True:
             end = start + w
@@ -236,7 +237,7 @@ class Scheduler:
             if pos.shape[0] >= k or w >= n:
                 break
             w = min(n, 2 * w)
-        processed = pos.item(k - 1) + 1
+        processed = n if whole_ring else pos.item(k - 1) + 1
         window = window[:processed]
         if k == 1:
             j = pos.item(0)
