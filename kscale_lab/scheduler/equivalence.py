@@ -30,10 +30,11 @@ from __future__ import annotations
 import numpy as np
 
 from .cluster_state import NodeState, PodSpec
-from .plugins import MAX_TOTAL_SCORE, PASS, evaluate, filter_code_one, filter_codes, score_nodes, score_one
+from .plugins import MAX_TOTAL_SCORE, PASS, evaluate, evaluate_one, filter_codes, score_nodes
 
 #: replay one node at a time (plain Python) up to this many dirty log entries
 SCALAR_REPLAY_MAX = 12
+_NO_COUNTS = (0,) * (PASS + 1)
 
 
 def equivalence_key(pod: PodSpec) -> PodSpec:
@@ -138,7 +139,7 @@ class ClassTable:
             if f0 and self.hist[s0] == 0 and s0 == self.max_score:
                 self._fix_max()
 
-    def refresh(self, state: NodeState) -> tuple[int, list[int], int]:
+    def refresh(self, state: NodeState, count: bool = True) -> tuple[int, list[int], int]:
         """Re-evaluate the nodes changed since this class last looked.
 
         Returns ``(dirty_nodes, reach, scored)``: how many distinct nodes were
@@ -155,11 +156,15 @@ class ClassTable:
         if end - self.cursor <= SCALAR_REPLAY_MAX:
             nodes = set(log[self.cursor:end]) if end - self.cursor > 1 else (log[self.cursor],)
             self.cursor = end
+            if not count:
+                for n in nodes:
+                    c, s = evaluate_one(state, pod, n)
+                    self._update_one(n, c, s)
+                return len(nodes), _NO_COUNTS, 0
             reach = [0] * (PASS + 1)
             scored = 0
             for n in nodes:
-                c = filter_code_one(state, pod, n)
-                s = score_one(state, pod, n)
+                c, s = evaluate_one(state, pod, n)
                 self._update_one(n, c, s)
                 for k in range(c + 1):
                     reach[k] += 1
@@ -212,7 +217,7 @@ class EquivalenceCache:
     def __len__(self) -> int:
         return len(self.tables)
 
-    def lookup(self, pod: PodSpec) -> tuple[ClassTable, bool, int, list[int], int]:
+    def lookup(self, pod: PodSpec, count: bool = True) -> tuple[ClassTable, bool, int, list[int], int]:
         """The up-to-date table for ``pod``'s class.
 
         Returns ``(table, created, dirty_nodes, reach, scored)``. A new class evaluates
@@ -225,5 +230,14 @@ class EquivalenceCache:
             t = ClassTable(len(self.tables), pod, self.state, self.with_buckets)
             self.tables[key] = t
             return t, True, self.state.n, list(t.reach), t.reach[PASS]
-        d, reach, scored = t.refresh(self.state)
+        d, reach, scored = t.refresh(self.state, count)
         return t, False, d, reach, scored
+
+    def table(self, pod: PodSpec) -> ClassTable:
+        """The up-to-date table for ``pod``'s class, without counting the work."""
+        t = self.tables.get(pod)
+        if t is None:
+            return self.lookup(pod)[0]
+        if t.cursor != len(self.state.dirty):
+            t.refresh(self.state, False)
+        return t

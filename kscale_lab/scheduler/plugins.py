@@ -222,5 +222,30 @@ def evaluate(state: NodeState, pod: PodSpec, idx) -> tuple[np.ndarray, np.ndarra
 
 
 def evaluate_one(state: NodeState, pod: PodSpec, n: int) -> tuple[int, int]:
-    """:func:`evaluate` for one node: ``(filter code, weighted score)``."""
-    return filter_code_one(state, pod, n), score_one(state, pod, n)
+    """:func:`evaluate` for one node: ``(filter code, weighted score)``, reading each array once."""
+    a_cpu = state.alloc_cpu.item(n)
+    a_mem = state.alloc_mem.item(n)
+    r_cpu = state.req_cpu.item(n) + pod.cpu_m
+    r_mem = state.req_mem.item(n) + pod.mem_mib
+    over_cpu = r_cpu > a_cpu
+    over_mem = r_mem > a_mem
+    if state.taints.item(n) & ~pod.tolerations:
+        code = TAINT
+    elif (pod.node_selector or pod.required_affinity) and filter_code_one(state, pod, n) == AFFINITY:
+        code = AFFINITY
+    elif over_cpu or over_mem or state.req_pods.item(n) >= state.alloc_pods.item(n):
+        code = FIT
+    elif pod.anti_affinity_group >= 0 and state.anti_count.item(pod.anti_affinity_group, n) > 0:
+        code = INTERPOD
+    else:
+        code = PASS
+    la_cpu = 0 if a_cpu == 0 or over_cpu else ((a_cpu - r_cpu) * MAX_NODE_SCORE) // a_cpu
+    la_mem = 0 if a_mem == 0 or over_mem else ((a_mem - r_mem) * MAX_NODE_SCORE) // a_mem
+    f_cpu = r_cpu / (a_cpu if a_cpu > 1 else 1)
+    f_mem = r_mem / (a_mem if a_mem > 1 else 1)
+    if f_cpu > 1.0:
+        f_cpu = 1.0
+    if f_mem > 1.0:
+        f_mem = 1.0
+    ba = int((1 - abs((f_cpu - f_mem) / 2)) * MAX_NODE_SCORE)
+    return code, _W_LA * ((la_cpu + la_mem) // 2) + _W_BA * ba

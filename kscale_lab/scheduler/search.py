@@ -64,6 +64,8 @@ MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
 MAX_BATCH_AGE_S = 0.5
 
 _EMPTY = np.zeros(0, dtype=np.int64)
+#: filter evaluations of one node, by its first-failure code
+_PRE = tuple(tuple(1 if k <= c else 0 for k in range(PASS + 1)) for c in range(PASS + 1))
 
 
 def _nz(a: np.ndarray) -> np.ndarray:
@@ -193,6 +195,7 @@ class Scheduler:
         self.topology_spread_defaults = bool(topology_spread_defaults)
         self.max_batch_age_s = float(max_batch_age_s)
         self.cache = EquivalenceCache(state, with_buckets=(mode == "off"))
+        self._is_upstream = mode == "upstream"
         self.next_start = 0
         self.cycle = 0
         self._batch: _Batch | None = None
@@ -252,8 +255,6 @@ class Scheduler:
 
     def _range_reach(self, t: ClassTable, start: int, processed: int, found: int) -> list[int]:
         """Nodes evaluated per filter plugin over ``processed`` ring positions."""
-        if processed == found:
-            return [processed] * (PASS + 1)
         n = self.n
         end = start + processed
         seg = t.code[start:end] if end <= n else np.concatenate((t.code[start:], t.code[:end - n]))
@@ -269,18 +270,17 @@ class Scheduler:
     # -- one cycle -----------------------------------------------------------
     def schedule_one(self, pod: PodSpec, now: float = 0.0, bind: bool = True) -> Decision:
         self.cycle += 1
-        if self.mode == "off":
-            d = self._off(pod)
-        elif self.mode == "article":
-            d = self._article(pod)
-        else:
-            d = self._upstream(pod, now)
+        d = self._upstream(pod, now) if self._is_upstream else self._exhaustive_or_article(pod)
         if bind and d.node >= 0:
             self.state.bind(d.node, pod)
         return d
 
+    def _exhaustive_or_article(self, pod: PodSpec) -> Decision:
+        return self._off(pod) if self.mode == "off" else self._article(pod)
+
     def _off(self, pod: PodSpec) -> Decision:
-        t, created, *_ = self.cache.lookup(pod)
+        created = pod not in self.cache.tables
+        t = self.cache.table(pod)
         reach = t.reach
         m = t.max_score
         if m < 0:
@@ -304,7 +304,7 @@ class Scheduler:
     def _upstream(self, pod: PodSpec, now: float) -> Decision:
         # The class table is current for this pod, so reading it *is* running the
         # filters (or scores) on one node; those reads are counted as evaluations.
-        t = self.cache.lookup(pod)[0]
+        t = self.cache.table(pod)
         sig = self.signature(pod) if self.batching else None
         pre = None  # filter evaluations spent on batching checks and hints
         pre_scored = 0
@@ -315,7 +315,7 @@ class Scheduler:
             if (sig is not None and len(b) > 0 and last_cycle == self.cycle - 1 and ok and sig == b.signature
                     and now - b.created <= self.max_batch_age_s):
                 c = t.code.item(last_node)  # RunFilterPlugins on the node used last cycle
-                pre = [1 if k <= c else 0 for k in range(PASS + 1)]
+                pre = _PRE[c]
                 if c == PASS and not self.rescore:
                     b = self._batch = None  # node not full: its stored score would be stale
                 else:
@@ -332,8 +332,7 @@ class Scheduler:
                 b = self._batch = None
         if hint >= 0:
             c = t.code.item(hint)  # evaluateNominatedNode: the filters on the hinted node only
-            for k in range(c + 1):
-                pre[k] += 1
+            pre = [a + b for a, b in zip(pre, _PRE[c])]
             if c == PASS:
                 self._last = (self.cycle, hint, True)
                 self.batched_pods += 1
@@ -342,12 +341,16 @@ class Scheduler:
         start = self.next_start
         node, processed, found, window, j = self._scan_pick(t, start, self.num_to_find)
         self.next_start = (start + processed) % self.n
-        reach = self._range_reach(t, start, processed, found)
-        if pre is not None:
-            reach = [a + p for a, p in zip(reach, pre)]
+        if processed == found:
+            r = processed
+            reach = (r + pre[0], r + pre[1], r + pre[2], r + pre[3], r + pre[4]) if pre is not None else (r,) * 5
+        else:
+            reach = self._range_reach(t, start, processed, found)
+            if pre is not None:
+                reach = [a + p for a, p in zip(reach, pre)]
         if hint >= 0:
             processed += 1
-        evals = self._evals(reach, t.has_interpod)
+        evals = (reach[0], reach[1], reach[2], reach[3] if t.has_interpod else 0)
         if node < 0:
             self._batch = None
             self._last = (self.cycle, -1, False)

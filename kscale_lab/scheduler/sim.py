@@ -224,7 +224,13 @@ def make_workload(p: Mapping[str, Any], rng: np.random.Generator, n_zones: int =
 
 # --------------------------------------------------------------------------- cost
 class CostModel:
-    """Seconds of one scheduling cycle, from the work a :class:`Decision` counted."""
+    """Seconds of one scheduling cycle, from the work a :class:`Decision` counted.
+
+    ``cycle = cycle_overhead + [lookup] + filter work / speedup + score work / speedup
+    + cached reads / speedup``, where work is nodes x plugins x per-plugin cost and the
+    speedup of the ``parallelism`` goroutines (x ``parallel_efficiency``) never exceeds
+    the number of nodes handled.
+    """
 
     def __init__(self, p: Mapping[str, Any], mode: str):
         self.mode = mode
@@ -237,22 +243,31 @@ class CostModel:
         self.overhead = p["cycle_overhead_s"]
         self.lookup = p["equivalence_lookup_cost_s"] if mode == "article" else 0.0
         self.c_read = p["equivalence_read_cost_s"]
+        self.cycle = self._make_cycle()
 
-    def _par(self, work: float, items: int) -> float:
-        if items <= 1:
-            return work
-        return work / (self.speedup if items >= self.speedup else items)
+    def _make_cycle(self):
+        c_f, c_ip, c_s, c_read = self.c_f, self.c_ip, self.c_s, self.c_read
+        n_other_f, n_score, speedup = self.n_other_f, self.n_score, self.speedup
+        base = self.overhead + self.lookup
+        read_f = 3 + n_other_f
 
-    def cycle(self, d) -> float:
-        ev = d.filter_evals
-        f_work = (ev[0] + ev[1] + ev[2] + d.other_filter_nodes * self.n_other_f) * self.c_f + ev[3] * self.c_ip
-        t = self.overhead + self.lookup + self._par(f_work, d.processed)
-        if d.scored:
-            t += self._par(d.scored * self.n_score * self.c_s, d.scored)
-        if d.cache_filter_reads:
-            reads = d.cache_filter_reads * (3 + self.n_other_f) + d.cache_score_reads * self.n_score
-            t += self._par(reads * self.c_read, d.cache_filter_reads)
-        return t
+        def cycle(d) -> float:
+            """Seconds of the cycle that produced Decision ``d``."""
+            ev = d.filter_evals
+            work = (ev[0] + ev[1] + ev[2] + d.other_filter_nodes * n_other_f) * c_f + ev[3] * c_ip
+            items = d.processed
+            t = base + (work if items <= 1 else work / (speedup if items >= speedup else items))
+            sc = d.scored
+            if sc:
+                work = sc * n_score * c_s
+                t += work if sc <= 1 else work / (speedup if sc >= speedup else sc)
+            reads = d.cache_filter_reads
+            if reads:
+                work = (reads * read_f + d.cache_score_reads * n_score) * c_read
+                t += work if reads <= 1 else work / (speedup if reads >= speedup else reads)
+            return t
+
+        return cycle
 
 
 # --------------------------------------------------------------------------- simulation
