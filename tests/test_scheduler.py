@@ -181,6 +181,39 @@ def test_equivalence_tables_equal_exact_per_pod_evaluation(state, templates, dat
             state.unbind(n, p)
 
 
+@pytest.mark.parametrize("scalar_max", [0, 1_000])
+def test_vector_and_scalar_refresh_paths_match_fresh_evaluation(monkeypatch, scalar_max):
+    """Many binds between lookups: the batched (vector) replay and the one-by-one replay agree."""
+    import kscale_lab.scheduler.equivalence as eq
+
+    monkeypatch.setattr(eq, "SCALAR_REPLAY_MAX", scalar_max)
+    rng = np.random.default_rng(4)
+    state = make_nodes(200, rng, gpu_tainted_share=0.1, n_groups=2)
+    templates = [PodSpec(700, 900), PodSpec(300, 2000, node_selector=((2, 1),)),
+                 PodSpec(1200, 512, anti_affinity_group=1, tolerations=2)]
+    cache = EquivalenceCache(state, with_buckets=True)
+    bound = []
+    for step in range(600):
+        pod = templates[step % 3]
+        if step % 37 == 0:
+            for tp in templates:
+                t = cache.lookup(tp)[0]
+                codes, scores = ref.evaluate_all(state, tp)
+                assert t.code.tolist() == codes and t.score.tolist() == scores
+                assert t.reach == [sum(c >= k for c in codes) for k in range(PASS + 1)]
+                assert t.max_score == ref.best_nodes(state, tp)[0]
+                assert sum(len(b) for b in t.buckets) == t.reach[PASS]
+        if rng.random() < 0.7 or not bound:
+            feas = np.flatnonzero(filter_codes(state, pod) == PASS)
+            if feas.size:
+                n = int(rng.choice(feas))
+                state.bind(n, pod)
+                bound.append((n, pod))
+        else:
+            n, p = bound.pop(int(rng.integers(len(bound))))
+            state.unbind(n, p)
+
+
 def test_equivalence_refresh_counts_only_changed_nodes():
     state = make_nodes(300, np.random.default_rng(3), n_groups=2)
     cache = EquivalenceCache(state)

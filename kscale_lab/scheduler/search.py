@@ -101,15 +101,25 @@ def num_feasible_nodes_to_find(num_all_nodes: int, percentage_of_nodes_to_score:
 
 
 class Decision(NamedTuple):
-    """The outcome and the exact work of one scheduling cycle."""
+    """The outcome and the exact work of one scheduling cycle.
+
+    ``processed`` is the number of nodes the filter plugins ran on: every node for
+    ``"off"``; the ring positions scanned for ``"upstream"`` (upstream's
+    ``EvaluatedNodes``; 1 for a pod placed on a batching hint); for ``"article"`` the
+    nodes re-evaluated because they changed since the class last looked (all nodes
+    for the first pod of a class). ``filter_evals[k]`` counts the nodes plugin ``k``
+    ran on (a node stops at its first rejecting plugin; InterPodAffinity runs only for
+    pods with a term); ``other_filter_nodes`` is how many nodes reached the unmodelled
+    default filter plugins (those that passed NodeResourcesFit).
+    """
 
     node: int  #: chosen node, -1 when no node is feasible
-    processed: int  #: nodes run through the filters (upstream's ``EvaluatedNodes``)
+    processed: int  #: nodes run through the filters (see above)
     filter_evals: tuple  #: nodes evaluated by each of FILTER_PLUGINS
     other_filter_nodes: int  #: nodes reaching the unmodelled default filter plugins
     scored: int  #: nodes run through the score plugins
-    cache_filter_reads: int  #: cached per-node filter results read (article)
-    cache_score_reads: int  #: cached per-node scores read (article)
+    cache_filter_reads: int  #: ring positions whose cached filter result was read (article)
+    cache_score_reads: int  #: feasible nodes whose cached score was read (article)
     chosen_score: int  #: weighted score of the chosen node (-1 if none)
     best_score: int  #: best score over all feasible nodes at that moment (-1 if none)
     batched: bool  #: placed on an opportunistic-batching hint

@@ -86,7 +86,7 @@ PARAMS = ParamSet([
     Param("article_nodes_to_find", 0, "nodes",
           "assumption: the article gives no number; 0 reuses upstream's adaptive count so settings differ only in mechanism",
           "feasible nodes after which the article's relaxed search stops", 0, 100_000, kind=int),
-    Param("opportunistic_batching", True, "1", _KEP + " (beta in v1.35; beta gates default on)",
+    Param("opportunistic_batching", True, "1", _KEP + "; pkg/features/kube_features.go: OpportunisticBatching beta, default true, v1.35",
           "KEP-5598 batching in the upstream setting", kind=bool, flag="--feature-gates=OpportunisticBatching"),
     Param("batching_rescore", False, "1", "kubernetes/kubernetes PR #140289 (v1.37): re-score the last node if still feasible",
           "batch also when several pods fit one node", kind=bool),
@@ -133,9 +133,9 @@ PARAMS = ParamSet([
           "nodes; 'predicates do not cost much more than ecache.Get') and #71013 (three-level cache under locks): "
           "one cached per-node, per-plugin read costs a bit more than running a cheap filter",
           "cost of reading one cached per-node, per-plugin result (article setting)", 0.0, 1e-3),
-    Param("pod_initial_backoff_s", 1.0, "s", "KubeSchedulerConfiguration podInitialBackoffSeconds default 1 [memory]",
+    Param("pod_initial_backoff_s", 1.0, "s", "kubernetes/kubernetes pkg/scheduler/internal/queue/scheduling_queue.go DefaultPodInitialBackoffDuration = 1s",
           "first retry delay of an unschedulable pod", 0.0, 60.0, flag="podInitialBackoffSeconds"),
-    Param("pod_max_backoff_s", 10.0, "s", "KubeSchedulerConfiguration podMaxBackoffSeconds default 10 [memory]",
+    Param("pod_max_backoff_s", 10.0, "s", "kubernetes/kubernetes pkg/scheduler/internal/queue/scheduling_queue.go DefaultPodMaxBackoffDuration = 10s",
           "maximum retry delay", 0.0, 600.0, flag="podMaxBackoffSeconds"),
     Param("max_attempts", 5, "1", "assumption: simplification, see module docstring",
           "attempts after which an unschedulable pod is left pending", 1, 100, kind=int),
@@ -214,6 +214,8 @@ def make_workload(p: Mapping[str, Any], rng: np.random.Generator, n_zones: int =
             names.append(f"burst-{d}-anti-affinity")
         anti = rng.random(nb) < p["burst_affinity_share"]
         b_tmpl = base + 2 * dep + anti.astype(np.int64)
+    for spec in templates:
+        spec.validate(n_groups)
     arrival = np.concatenate([c_arr, b_arr])
     template = np.concatenate([c_tmpl, b_tmpl]).astype(np.int64)
     lifetime = np.concatenate([c_life, np.full(b_arr.shape[0], np.inf)])
