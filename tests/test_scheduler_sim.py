@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from kscale_lab.errors import ParameterError
-from kscale_lab.scheduler import PARAMS, compare, run, simulate
+from kscale_lab.scheduler import PARAMS, compare, run
 from kscale_lab.scheduler.search import MODES
 
 SMALL = {"nodes": 1_000, "burst_pods": 600, "churn_duration_s": 20.0, "burst_at_s": 5.0}
