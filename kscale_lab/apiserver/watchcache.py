@@ -657,10 +657,6 @@ class ListResult:
         return self.status == "ok"
 
 
-class TooOldResourceVersion(KscaleError):
-    """410 Gone: 'too old resource version' (raised by helpers that cannot return it)."""
-
-
 # --------------------------------------------------------------------------------------
 # The watch cache
 # --------------------------------------------------------------------------------------

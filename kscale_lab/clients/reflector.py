@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -150,7 +150,9 @@ class Reflector:
     ``timeouts``: the client's successive watch timeouts (one per established watch).
     ``store`` maps key -> (namespace, node, label, rv). ``rv`` is
     ``lastSyncResourceVersion``. ``delivered`` records every event applied, as
-    (session, rv, key, type); a session is one LIST and the watches that follow it.
+    (session, rv, key, type); a session is one LIST and the watches that follow it
+    (``session_list_rv[s - 1]`` is its LIST's RV, ``session_end_rv[s - 1]`` the RV
+    held when the next LIST replaced it).
     """
 
     def __init__(self, selector: Selector, timeouts: Sequence[float], name: str = "",
@@ -175,6 +177,7 @@ class Reflector:
         self.session = 0
         self.delivered: list[tuple[int, int, int, int]] = []
         self.session_list_rv: list[int] = []
+        self.session_end_rv: list[int] = []
         self.totals: dict[str, ResyncTotals] = {}
         self.initial_objects = 0
         self.events_live = 0
@@ -186,6 +189,8 @@ class Reflector:
         res = cache.list(self.selector, index=True)
         objs = cache.objects(self.selector)
         assert np.array_equal(np.sort(objs.key), res.keys)
+        if self.session:
+            self.session_end_rv.append(self.rv)
         self.store = {int(k): (int(a), int(b), int(c), int(r))
                       for k, a, b, c, r in zip(objs.key, objs.ns, objs.node, objs.label, objs.rv)}
         self.rv = res.resource_version
