@@ -111,6 +111,24 @@ def test_resize_rule_matches_upstream_event_by_event(gaps, lower, mult, fresh, d
     assert wc.oldest_rv_at(np.array([wc.end_index]))[0] == wc.oldest_rv
 
 
+def test_resize_thresholds_are_strict_as_upstream():
+    p = {"lower_bound_capacity": 2, "upper_bound_capacity": 8, "event_fresh_duration": 5.0}
+    wc = WatchCache(params=p)
+    wc.add_events(added_events([0.0, 0.0, 5.0]))  # full, oldest exactly 5 s old: not "younger"
+    assert wc.capacity == 2
+    wc = WatchCache(params=p)
+    wc.add_events(added_events([0.0, 0.0, 4.999]))
+    assert wc.capacity == 4
+    p = {"lower_bound_capacity": 2, "upper_bound_capacity": 8, "event_fresh_duration": 5.0}
+    wc = WatchCache(params=p)
+    wc.add_events(added_events([0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0]))
+    assert wc.capacity == 8 and wc.size == 8
+    wc.add_events(added_events([7.0], first_rv=100))  # event cap/4 back (t=2.0) exactly 5 s old: no halving
+    assert wc.capacity == 8
+    wc.add_events(added_events([7.001], first_rv=101))  # now older than 5 s: halve
+    assert wc.capacity == 4
+
+
 def test_capacity_grows_to_the_upper_bound_and_shrinks_back_with_default_bounds():
     rng = np.random.default_rng(0)
     burst = np.cumsum(rng.exponential(1 / 2000.0, size=240_000))  # 2000 events/s for 2 min
