@@ -88,8 +88,11 @@ class KubeletFleet:
             self.report_every = p["node_status_report_frequency_article"]
         else:
             self.report_every = p["node_status_report_frequency"]
-        # last time each node posted its status (random phase: clusters are not born at once)
-        self.last_report = -rng.random(n) * max(self.report_every, status_every)
+        # last time each node posted its status, at a random phase relative to its first
+        # sync, so that posts are spread evenly from the start (clusters are not born at once)
+        syncs_per_report = max(1, int(np.ceil(self.report_every / status_every)))
+        first_post = rng.integers(0, syncs_per_report, n)          # which of its syncs posts first
+        self.last_report = self.status.next_at - self.report_every + first_post * status_every
         # upstream: meaningful status changes arrive as a Poisson process per node
         change_every = p["node_status_change_interval"]
         self.change_rate = 0.0 if change_every <= 0 else 1.0 / change_every

@@ -46,8 +46,8 @@ class Dashboard:
         for c in self.controls.values():
             c.observe(self._on_change, names="value")
         left = w.VBox(list(self.controls.values()) + [self.status, self.summary],
-                      layout=w.Layout(width="380px"))
-        self.widget = w.HBox([left, self.plot])
+                      layout=w.Layout(width="400px", min_width="400px", flex="0 0 400px"))
+        self.widget = w.HBox([left, self.plot], layout=w.Layout(align_items="flex-start"))
 
     # -- to be provided by a lab's dashboard --------------------------------------------
     def make_controls(self) -> dict:

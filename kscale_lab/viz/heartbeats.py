@@ -22,8 +22,8 @@ class HeartbeatDashboard(Dashboard):
     def make_controls(self) -> dict:
         import ipywidgets as w
 
-        style = {"description_width": "150px"}
-        lay = w.Layout(width="370px")
+        style = {"description_width": "140px"}
+        lay = w.Layout(width="390px")
         return {
             "switch": w.ToggleButtons(options=[("off", "off"), ("article", "article"), ("upstream", "upstream")],
                                       value="off", description="heartbeats", style=style,
@@ -101,8 +101,9 @@ class HeartbeatDashboard(Dashboard):
         t = (df["time"].to_numpy() + self.lab.scenario(result.summary["params"]).tick) / 60.0
         wal = df["etcd_wal_bytes_per_s"].to_numpy() * 60 / 1e9
         wal_s = trailing_mean(wal, max(1, int(round(10.0 / self.lab.scenario(result.summary["params"]).tick))))
-        hb = df["apiserver_cpu_heartbeat_cores"].to_numpy()
-        tot = df["apiserver_cpu_cores"].to_numpy()
+        k = max(1, int(round(10.0 / self.lab.scenario(result.summary["params"]).tick)))
+        hb = trailing_mean(df["apiserver_cpu_heartbeat_cores"].to_numpy(), k)
+        tot = trailing_mean(df["apiserver_cpu_cores"].to_numpy(), k)
         self.sources["series"].data = dict(
             t=t, wal=wal_s, db=df["etcd_mvcc_db_total_size_in_bytes"].to_numpy() / 1e9,
             db_use=df["etcd_mvcc_db_total_size_in_use_in_bytes"].to_numpy() / 1e9,
@@ -147,10 +148,10 @@ def summary_html(lab, result) -> str:
         ("heartbeat latency p99", fmt(sm["heartbeat_latency_p99_s"] * 1000, "ms"), ""),
         ("nodes wrongly NotReady (max)", f"{sm['nodes_notready_max']:,} {first_nr}", ""),
     ]
-    body = "".join(f"<tr><td>{a}</td><td style='text-align:right'><b>{b}</b></td>"
-                   f"<td style='color:#666'>{c}</td></tr>" for a, b, c in rows)
-    return (f"<div style='font-size:12px'><b>{SETTING_LABELS[result.setting]}</b>"
-            f"<table><tr><th></th><th>lab</th><th>article</th></tr>{body}</table></div>")
+    body = "".join(f"<tr><td style='padding-right:6px'>{a}</td><td style='text-align:right;white-space:nowrap'>"
+                   f"<b>{b}</b></td><td style='color:#666;padding-left:6px'>{c}</td></tr>" for a, b, c in rows)
+    return (f"<div style='font-size:11px;line-height:1.3'><b>{SETTING_LABELS[result.setting]}</b>"
+            f"<table style='width:390px'><tr><th></th><th>lab</th><th>article</th></tr>{body}</table></div>")
 
 
 def scale_figure(lab, max_nodes: int = 20_000, quota_gib: float = 2.0):

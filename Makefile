@@ -1,0 +1,49 @@
+# The two commands of the README:
+#   make lab    set up, then open the labs in JupyterLab
+#   make test   set up, then run every test (unit, property, notebooks, browser)
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+PORT   ?= 8888
+ROOTFLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+
+.PHONY: lab test setup system notebooks bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "kscale_lab needs Python 3.11 or newer"'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Debian packages: chromium (browser test) and etcd-server (real-etcd cells and tests).
+# Installed when this runs as root with apt; otherwise those tests say why they skip.
+system:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v etcd >/dev/null 2>&1 || missing="$$missing etcd-server"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing:$$missing"; \
+	    (apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
+	     (apt-get update >/dev/null && apt-get install -y --no-install-recommends $$missing >/dev/null)); \
+	  else echo "note: not installed:$$missing (needs root + apt); their tests will be skipped"; fi; \
+	fi
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=. --ServerApp.default_url=/lab/tree/labs/00_tour.ipynb --port=$(PORT) $(ROOTFLAG)
+
+test: setup system
+	$(PY) -m pytest tests labs --nbval-lax --nbval-current-env -p no:cacheprovider
+
+notebooks: setup
+	$(PY) -m kscale_lab.notebooks build
+
+bench: setup
+	$(PY) benchmarks/bench_heartbeats.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

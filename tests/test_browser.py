@@ -1,0 +1,141 @@
+"""Every lab notebook, opened by a person: JupyterLab in headless Chromium.
+
+For each notebook in ``labs/``: open it, run all cells, and check that no
+JavaScript error shows, that Bokeh drew its canvas, and (for dashboards) that
+clicking a switch changes the plot. nbval never runs JavaScript; this does.
+Screenshots land in ``artifacts/`` (not committed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--disable-quic", "--no-first-run"]
+NOTEBOOKS = sorted(p.name for p in (ROOT / "labs").glob("*.ipynb"))
+
+pytestmark = pytest.mark.browser
+
+if not CHROMIUM:
+    if os.environ.get("KSCALE_LAB_REQUIRE_BROWSER") == "1":
+        raise RuntimeError("chromium is required (KSCALE_LAB_REQUIRE_BROWSER=1) but not installed")
+    pytest.skip("chromium not installed (apt-get install chromium)", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port, token = _free_port(), "kscale-test-token"
+    home = tmp_path_factory.mktemp("jupyter")
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+               JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}", "--LabApp.expose_app_in_browser=True",
+           "--ServerApp.disable_check_xsrf=True"] + (["--allow-root"] if os.geteuid() == 0 else [])
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
+            break
+        except Exception:
+            if proc.poll() is not None:
+                raise RuntimeError((home / "server.log").read_text()[-2000:])
+            time.sleep(0.5)
+    yield base, token
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def _run_all(page, timeout_s=150):
+    page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook')", timeout=60_000)
+    # the kernel must be ready before running
+    page.wait_for_function("""() => {
+        const w = window.jupyterapp.shell.currentWidget;
+        return w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel
+               && w.sessionContext.session.kernel.status === 'idle';
+    }""", timeout=90_000)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_timeout(1000)
+    page.wait_for_function("""() => {
+        const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(e => e.textContent);
+        const w = window.jupyterapp.shell.currentWidget;
+        const idle = w.sessionContext.session.kernel.status === 'idle';
+        return idle && prompts.length > 0 && prompts.every(t => !t.includes('*')) &&
+               prompts.every(t => /\\[\\d+\\]/.test(t));
+    }""", timeout=timeout_s * 1000)
+
+
+def _canvas_png(page, index=0):
+    return page.locator("canvas").nth(index).evaluate("c => c.toDataURL()")
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_renders_in_jupyterlab(server, browser, name):
+    base, token = server
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{base}/lab/tree/labs/{name}?token={token}&reset")
+    _run_all(page)
+    text = page.inner_text("body")
+    art = ROOT / "artifacts"
+    art.mkdir(exist_ok=True)
+    assert "Click to show javascript error" not in text and "Javascript Error" not in text
+    assert not [c for c in page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+                .all_inner_texts() if "Traceback" in c or "Error" in c]
+    src = (ROOT / "labs" / name).read_text()
+    if "load_bokeh()" in src:
+        page.locator("canvas").first.wait_for(state="attached", timeout=60_000)
+        assert page.locator("canvas").count() >= 1
+    if "Dashboard()" in src:
+        buttons = page.locator(".widget-toggle-buttons button")
+        buttons.first.wait_for(timeout=30_000)
+        page.locator(".jp-Notebook").evaluate("n => n.scrollTop = 0")
+        page.locator(".widget-toggle-buttons").first.scroll_into_view_if_needed()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(art / f"{Path(name).stem}-before.png"))
+        before = _canvas_png(page)
+        buttons.filter(has_text="article").first.click()
+        page.wait_for_function("() => [...document.querySelectorAll('.widget-html-content')]"
+                               ".some(e => e.textContent.includes('article (Alibaba 2019)'))", timeout=60_000)
+        page.wait_for_timeout(1500)
+        after = _canvas_png(page)
+        page.screenshot(path=str(art / f"{Path(name).stem}-after.png"))
+        assert before != after, "the plot did not change when the switch was toggled"
+    else:
+        page.screenshot(path=str(art / f"{Path(name).stem}.png"))
+    assert not errors, errors
+    page.close()
