@@ -83,6 +83,10 @@ class Cluster:
             np.full(n_other, 50.0),
         ])
         self.n_pods, self.n_other = n_pods, n_other
+        # bytes of bbolt pages one revision of each kind of object occupies
+        self.pages_node, self.pages_lease, self.pages_pod, self.pages_other = (
+            float(c.page_bytes(b)) for b in (p["node_object_bytes"], p["lease_object_bytes"], scenario.pod_bytes,
+                                              scenario.other_request_bytes))
         self.etcd = MVCCStore(sizes, key_bytes, c, expected_writes=scenario.expected_writes())
         # --- kubelets and the node lifecycle controller -----------------------------------
         self.fleet = KubeletFleet(n, setting, p, rng)
@@ -183,7 +187,9 @@ class Cluster:
         done_at = arrive + np.nan_to_num(latency, nan=0.0)
         writes = np.flatnonzero(admitted & mutating)
         wkeys = np.where(kind[writes] == LEASE, self.k_lease + node[writes], self.k_node + node[writes])
-        wsize = np.where(kind[writes] == LEASE, self.p["lease_object_bytes"], self.p["node_object_bytes"])
+        is_lease = kind[writes] == LEASE
+        wsize = np.where(is_lease, self.p["lease_object_bytes"], self.p["node_object_bytes"])
+        wpages = np.where(is_lease, self.pages_lease, self.pages_node)
         n_bg_pod = rng.poisson(self.bg_pod_writes) if self.n_pods else 0
         n_bg_other = rng.poisson(self.bg_other_writes) if self.n_other else 0
         bg_keys = np.concatenate([self.k_pod + rng.integers(0, max(self.n_pods, 1), n_bg_pod),
@@ -193,9 +199,10 @@ class Cluster:
         bg_at = t0 + rng.random(bg_keys.size) * dt
         all_keys = np.concatenate([wkeys, bg_keys])
         all_size = np.concatenate([wsize, bg_size])
+        all_pages = np.concatenate([wpages, np.full(n_bg_pod, self.pages_pod), np.full(n_bg_other, self.pages_other)])
         all_at = np.concatenate([done_at[writes], bg_at])
         order = np.argsort(all_at, kind="stable")
-        res = self.etcd.put(all_keys[order], all_size[order], now=t0)
+        res = self.etcd.put(all_keys[order], all_size[order], now=t0, pages=all_pages[order])
         if res.alarm_raised:
             self.engine.rec.event(t0, "NOSPACE alarm", db_bytes=self.etcd.db_total,
                                   quota=c.quota_backend_bytes)
@@ -229,7 +236,7 @@ class Cluster:
         self.hb_latencies.append(lat)
         self.hb_requests += int(mutating.sum())
         self.hb_failures += int((failed & mutating).sum())
-        q = np.quantile(lat, (0.5, 0.99)) if lat.size else (np.nan, np.nan)
+        q = _p50_p99(lat)
         m = self.etcd.metrics()
         rev, wal, val = m["etcd_debugging_mvcc_current_revision"], m["etcd_disk_wal_write_bytes_total"], \
             self.etcd.value_bytes_total
@@ -310,6 +317,16 @@ class Cluster:
             "nodes_ever_notready": int(self.nlc.ever_notready.sum()),
             "first_notready_at_s": first_nr,
         }
+
+
+def _p50_p99(x: np.ndarray) -> tuple[float, float]:
+    """Median and 99th percentile (nearest rank), one partition instead of a full quantile."""
+    n = x.size
+    if n == 0:
+        return float("nan"), float("nan")
+    k50, k99 = (n - 1) // 2, min(n - 1, int(np.ceil(0.99 * n)) - 1)
+    part = np.partition(x, (k50, k99))
+    return float(part[k50]), float(part[k99])
 
 
 _COST_NAMES: set | None = None

@@ -104,7 +104,7 @@ class APIServerPool:
         # --- work and waiting (Lindley on work, segmented by instance) ------------------------
         id_work = np.where(admitted, cpu, self.reject_cpu)
         bg_work = bg_adm * bg_cpu_per_req + bg_rej * self.reject_cpu + hog
-        order = np.lexsort((offsets, inst))
+        order = np.argsort(inst * (2.0 * dt + 1.0) + offsets, kind="stable")   # by instance, then arrival
         w_sorted = id_work[order]
         cum = np.cumsum(w_sorted)
         counts = np.bincount(inst, minlength=k)

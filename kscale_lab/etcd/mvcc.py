@@ -112,8 +112,12 @@ class MVCCStore:
         self.nospace_at: float | None = None
 
     # -- writes ---------------------------------------------------------------------
-    def put(self, keys: np.ndarray, sizes: np.ndarray, now: float = 0.0) -> PutResult:
-        """Apply writes in order; refuse those the quota does not admit."""
+    def put(self, keys: np.ndarray, sizes: np.ndarray, now: float = 0.0,
+            pages: np.ndarray | None = None) -> PutResult:
+        """Apply writes in order; refuse those the quota does not admit.
+
+        ``pages`` (bytes of bbolt pages per write) may be passed when the caller
+        already knows them; by default they come from the cost model."""
         keys = np.asarray(keys, dtype=np.int64)
         sizes = np.asarray(sizes, dtype=np.float64)
         m = keys.size
@@ -125,7 +129,8 @@ class MVCCStore:
         if self.nospace:
             self.refused_total += m
             return PutResult(accepted, revs, False)
-        pages = self.costs.page_bytes(sizes)
+        if pages is None:
+            pages = self.costs.page_bytes(sizes)
         # File growth if these pages were appended one by one (free pages are reused first).
         in_use_after = self.db_in_use + np.cumsum(pages)
         total_after = np.maximum(self.db_total, in_use_after)
