@@ -96,6 +96,8 @@ class Cluster:
         self.cpu_lease = c.put_protobuf(lb, c.lease_watchers)
         self.cpu_get_node = c.get_from_cache(nb)
         self.cpu_patch_node = c.patch_json_smp(nb, c.node_watchers + 1)
+        cpu_post = self.cpu_patch_node + (self.cpu_get_node if self.fleet.gets_node else 0.0)
+        self.cpu_by_kind = np.array([self.cpu_lease, cpu_post, self.cpu_get_node])   # LEASE, STATUS_POST, STATUS_GET
         self.timeout = min(p["node_status_update_frequency"], p["node_lease_renew_interval"] * 4)
         # background: pod churn writes + other requests (reads and writes)
         dt = scenario.tick
@@ -162,9 +164,7 @@ class Cluster:
         node = np.concatenate(parts_node)
         kind = np.concatenate(parts_kind)
         arrive = np.concatenate(parts_at)
-        cpu = np.select([kind == LEASE, kind == STATUS_POST],
-                        [self.cpu_lease, self.cpu_patch_node + (self.cpu_get_node if fleet.gets_node else 0.0)],
-                        self.cpu_get_node)
+        cpu = self.cpu_by_kind[kind]
         mutating = kind != STATUS_GET
         extra = np.where(mutating, c.etcd_put_latency, 0.0)
         # ---- serve them, API server by API server ------------------------------------------------
@@ -184,7 +184,7 @@ class Cluster:
         self.cpu_background += bg_work
         self.cpu_hog += hog * n_api
         # ---- writes reach etcd in commit order ---------------------------------------------------
-        done_at = arrive + np.nan_to_num(latency, nan=0.0)
+        done_at = arrive + np.where(admitted, latency, 0.0)
         writes = np.flatnonzero(admitted & mutating)
         wkeys = np.where(kind[writes] == LEASE, self.k_lease + node[writes], self.k_node + node[writes])
         is_lease = kind[writes] == LEASE
@@ -201,7 +201,7 @@ class Cluster:
         all_size = np.concatenate([wsize, bg_size])
         all_pages = np.concatenate([wpages, np.full(n_bg_pod, self.pages_pod), np.full(n_bg_other, self.pages_other)])
         all_at = np.concatenate([done_at[writes], bg_at])
-        order = np.argsort(all_at, kind="stable")
+        order = np.argsort(all_at)
         res = self.etcd.put(all_keys[order], all_size[order], now=t0, pages=all_pages[order])
         if res.alarm_raised:
             self.engine.rec.event(t0, "NOSPACE alarm", db_bytes=self.etcd.db_total,

@@ -82,9 +82,8 @@ class APIServerPool:
         other work per instance this tick.
         """
         k, n = self.k, offsets.size
-        bg_mut = np.broadcast_to(np.asarray(bg_mut, dtype=float), (k,))
-        bg_ro = np.broadcast_to(np.asarray(bg_ro, dtype=float), (k,))
-        hog = np.broadcast_to(np.asarray(hog_cpu, dtype=float), (k,))
+        zeros = np.zeros(k)
+        bg_mut, bg_ro, hog = zeros + bg_mut, zeros + bg_ro, zeros + hog_cpu   # scalars or per-instance
         # --- admission: the inflight limit through Little's law on last tick's latency --------
         r = np.maximum(self.last_latency, 1e-4)
         n_mut = np.bincount(inst, weights=mutating, minlength=k) + bg_mut
@@ -104,19 +103,15 @@ class APIServerPool:
         # --- work and waiting (Lindley on work, segmented by instance) ------------------------
         id_work = np.where(admitted, cpu, self.reject_cpu)
         bg_work = bg_adm * bg_cpu_per_req + bg_rej * self.reject_cpu + hog
-        order = np.argsort(inst * (2.0 * dt + 1.0) + offsets, kind="stable")   # by instance, then arrival
-        w_sorted = id_work[order]
-        cum = np.cumsum(w_sorted)
-        counts = np.bincount(inst, minlength=k)
-        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-        group_base = np.concatenate(([0.0], cum))[starts]          # work before each group's first request
-        inst_sorted = inst[order]
-        before = np.empty(n)
-        before[order] = cum - w_sorted - group_base[inst_sorted]
+        # Work arriving before a request within the tick: the tick's arrivals are spread
+        # evenly over it (kubelets run at random phases), so by offset u a share u/dt of
+        # the instance's work has arrived; the cores have served cores * u of it.
+        id_total = np.bincount(inst, weights=id_work, minlength=k)
         cores = self.cores[inst]
-        wait = np.maximum(0.0, self.backlog[inst] + before + bg_work[inst] * offsets / dt - cores * offsets) / cores
+        arrived = (id_total + bg_work)[inst] * offsets / dt
+        wait = np.maximum(0.0, self.backlog[inst] + arrived - cores * offsets) / cores
         latency = np.where(admitted, wait + cpu + extra_latency, np.nan)
-        demand = np.bincount(inst, weights=id_work, minlength=k) + bg_work
+        demand = id_total + bg_work
         total = self.backlog + demand
         used = np.minimum(total, self.cores * dt)
         self.backlog = total - used

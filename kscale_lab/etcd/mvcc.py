@@ -134,9 +134,13 @@ class MVCCStore:
         # File growth if these pages were appended one by one (free pages are reused first).
         in_use_after = self.db_in_use + np.cumsum(pages)
         total_after = np.maximum(self.db_total, in_use_after)
-        total_before = np.concatenate(([self.db_total], total_after[:-1]))
         cost = KV_OVERHEAD + self.key_bytes[keys] + sizes
-        ok = total_before + cost < self.costs.quota_backend_bytes
+        quota = self.costs.quota_backend_bytes
+        if total_after[-1] + cost.max() < quota:      # the file size only grows: all fit
+            ok = np.ones(m, dtype=bool)
+        else:
+            total_before = np.concatenate(([self.db_total], total_after[:-1]))
+            ok = total_before + cost < quota
         if not ok.all():
             first_bad = int(np.argmin(ok))
             ok[first_bad:] = False
@@ -158,8 +162,9 @@ class MVCCStore:
             self.current_rev += k
             self.db_in_use = float(in_use_after[k - 1])
             self.db_total = float(total_after[k - 1])
-            self.wal_bytes_total += float(self.costs.wal_bytes(sizes[:k]).sum())
-            self.value_bytes_total += float(sizes[:k].sum())
+            value = float(sizes[:k].sum())
+            self.wal_bytes_total += value + k * self.costs.etcd_wal_entry_overhead
+            self.value_bytes_total += value
             self.puts_total += k
         self.refused_total += m - k
         return PutResult(accepted, revs, raised)
