@@ -134,7 +134,7 @@ def execute(nb, cwd: Path, timeout: int = 600):
     from nbclient import NotebookClient
 
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}},
-                            store_widget_state=False)
+                            store_widget_state=False, record_timing=False)
     client.execute()
     for cell in nb.cells:
         if _is_bokeh_loader(cell):
