@@ -30,7 +30,6 @@ from .clients.kubelet import KubeletFleet
 from .clients.nodelifecycle import NodeLifecycleController
 from .costs import Costs
 from .engine import Engine
-from .errors import ParameterError
 from .etcd.mvcc import MVCCStore
 from .scenario import Scenario
 
@@ -252,6 +251,7 @@ class Cluster:
             heartbeat_failures=int((failed & mutating).sum()),
             etcd_write_bytes_per_s=(val - self._last_value) / dt,
             etcd_wal_bytes_per_s=(wal - self._last_wal) / dt,
+            etcd_disk_wal_write_bytes_total=wal,
             etcd_revisions_per_s=(rev - self._last_rev) / dt,
             etcd_mvcc_db_total_size_in_bytes=m["etcd_mvcc_db_total_size_in_bytes"],
             etcd_mvcc_db_total_size_in_use_in_bytes=m["etcd_mvcc_db_total_size_in_use_in_bytes"],
@@ -287,7 +287,6 @@ class Cluster:
         series = self.engine.rec.frame()
         lat = np.concatenate(self.hb_latencies) if self.hb_latencies else np.array([])
         total_cpu = self.cpu_heartbeat + self.cpu_background + self.cpu_hog
-        minutes = sc.duration / 60.0
         nr = np.array([v for _, v in self.notready_series]) if self.notready_series else np.array([0])
         nr_t = np.array([t for t, _ in self.notready_series]) if self.notready_series else np.array([0.0])
         first_nr = float(nr_t[np.argmax(nr > 0)]) if (nr > 0).any() else float("nan")
@@ -339,9 +338,3 @@ def _cost_names() -> set:
 
         _COST_NAMES = {p.name for p in COST_PARAMS}
     return _COST_NAMES
-
-
-def check_setting(setting: str, allowed=("off", "article", "upstream")) -> str:
-    if setting not in allowed:
-        raise ParameterError("setting", f"must be one of {', '.join(allowed)}; got {setting!r}")
-    return setting

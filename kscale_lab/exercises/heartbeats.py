@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import call_student, verdict
+from . import Verdict, call_student, verdict
 
 EX1 = "Exercise 1 (transaction log per minute)"
 EX2 = "Exercise 2 (the node monitor's verdict)"
 EX3 = "Exercise 3 (how many cores do heartbeats need?)"
 
 
-def check_txlog(fn) -> "Verdict":
+def check_txlog(fn) -> Verdict:
     """``fn(nodes, object_bytes, interval_s, wal_overhead_bytes)`` -> WAL bytes per minute.
 
     Compared with what the simulation measures for Node-status heartbeats alone
@@ -40,7 +40,7 @@ def _reference_not_ready(now, probe, grace):
     return (now - np.asarray(probe, dtype=float)) > grace
 
 
-def check_not_ready(fn) -> "Verdict":
+def check_not_ready(fn) -> Verdict:
     """``fn(now, probe_timestamps, grace)`` -> bool array: True where NotReady."""
     rng = np.random.default_rng(7)
     cases = [(100.0, np.array([60.0, 59.9, 60.1, 100.0, 0.0]), 40.0)]
@@ -62,7 +62,7 @@ def check_not_ready(fn) -> "Verdict":
     return verdict(EX2, "done", "Your rule agrees with monitorNodeHealth on 21 cases, the 40 s boundary included.")
 
 
-def check_cores(answer, setting: str = "off") -> "Verdict":
+def check_cores(answer, setting: str = "off") -> Verdict:
     """``answer``: the fewest cores per API server (3 API servers, 10k nodes) with which
     no node is wrongly marked NotReady. Checked by running the model at the answer
     and just below it."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import numpy as np
 
 from ..cluster import POD_WRITES_PER_LIFECYCLE, Cluster, RunResult
 from ..costs import COST_PARAMS, Costs
