@@ -280,7 +280,9 @@ class Cluster:
         if self.costs.etcd_compaction_interval > 0:
             e.every(self.costs.etcd_compaction_interval, self.compact)
         e.run(sc.duration - sc.tick)
-        return RunResult(self.setting, e.rec.frame(), e.rec.events_frame(), self.summary())
+        result = RunResult(self.setting, e.rec.frame(), e.rec.events_frame(), self.summary())
+        e.close()   # the processes hold this cluster: break the cycle so its arrays are freed at once
+        return result
 
     def summary(self) -> dict:
         sc, c = self.sc, self.costs

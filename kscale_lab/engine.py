@@ -63,6 +63,7 @@ class Engine:
         self.rng = np.random.default_rng(seed)
         self.tick = float(tick)
         self.rec = Recorder()
+        self._generators: list = []
 
     @property
     def now(self) -> float:
@@ -84,14 +85,29 @@ class Engine:
                 fn(self.now)
                 yield self.env.timeout(period)
 
-        return self.env.process(proc())
+        return self._start(proc())
 
     def at(self, when: float, fn: Callable[[float], None]):
         def proc():
             yield self.env.timeout(max(0.0, when - self.now))
             fn(self.now)
 
-        return self.env.process(proc())
+        return self._start(proc())
+
+    def _start(self, gen):
+        self._generators.append(gen)
+        return self.env.process(gen)
+
+    def close(self) -> None:
+        """End every process and drop the environment.
+
+        A suspended SimPy process and its pending event reference each other (a cycle
+        only the garbage collector frees), and the process's frame references the model.
+        Closing the generators releases the model's arrays as soon as the run is over."""
+        for g in self._generators:
+            g.close()
+        self._generators.clear()
+        self.env = None
 
     def run(self, until: float) -> None:
         # run to just past `until` so the last tick at `until` is included
