@@ -243,6 +243,7 @@ class Cluster:
             t0,
             apiserver_cpu_cores=cpu_used / dt,
             apiserver_cpu_heartbeat_cores=hb_work / dt,
+            apiserver_cpu_demand_cores=(hb_work + bg_work + hog * n_api) / dt,
             apiserver_request_duration_seconds_p50=q[0],
             apiserver_request_duration_seconds_p99=q[1],
             apiserver_current_inflight_requests=inflight,
@@ -308,7 +309,10 @@ class Cluster:
             "etcd_refused_writes": int(self.etcd.refused_total),
             "apiserver_cpu_cores_mean": total_cpu / sc.duration,
             "apiserver_cpu_utilisation": total_cpu / sc.duration / capacity,
-            "apiserver_cpu_heartbeat_share": self.cpu_heartbeat / total_cpu if total_cpu else float("nan"),
+            # share of the CPU demand spent on heartbeats while etcd accepted writes (a NOSPACE
+            # alarm turns every heartbeat into a retry storm, which is another story)
+            "apiserver_cpu_heartbeat_share": _share(series.loc[accepting, "apiserver_cpu_heartbeat_cores"].sum(),
+                                                    series.loc[accepting, "apiserver_cpu_demand_cores"].sum()),
             "heartbeat_latency_p50_s": float(np.percentile(lat, 50)) if lat.size else float("nan"),
             "heartbeat_latency_p99_s": float(np.percentile(lat, 99)) if lat.size else float("nan"),
             "heartbeat_writes_per_s": self.hb_requests / sc.duration,
@@ -318,6 +322,10 @@ class Cluster:
             "nodes_ever_notready": int(self.nlc.ever_notready.sum()),
             "first_notready_at_s": first_nr,
         }
+
+
+def _share(part: float, whole: float) -> float:
+    return float(part / whole) if whole > 0 else float("nan")
 
 
 def _p50_p99(x: np.ndarray) -> tuple[float, float]:
