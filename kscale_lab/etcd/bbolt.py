@@ -1010,7 +1010,8 @@ def open_loop(law: WorkLaw, free_pages, rate: float, params: Mapping | None = No
     Each commit carries the puts of one cycle, ``n = rate * (T + C)``, and ``C`` grows with
     ``n``: solved by fixed-point iteration. If the commit cannot keep up (``n`` reaches
     ``backend_batch_limit``) the backlog grows: latency is unbounded (``inf``), the
-    throughput is ``limit / C(limit)`` and the commit (and spill) time is that of a full batch."""
+    throughput is ``limit / C(limit)`` and the commit (and spill) time is that of a full batch.
+    ``capacity``: the most puts/s the backend commits at all (full batches back to back)."""
     p = _p(params)
     T = float(p["backend_batch_interval"])
     limit = float(p["backend_batch_limit"])
@@ -1031,8 +1032,10 @@ def open_loop(law: WorkLaw, free_pages, rate: float, params: Mapping | None = No
     thr = np.where(saturated, limit / np.maximum(C, 1e-12), rate)
     p50 = np.where(saturated, np.inf, base + lock_wait_quantile(0.5, C, T))
     p99 = np.where(saturated, np.inf, base + lock_wait_quantile(0.99, C, T))
+    full = commit_seconds(law, L, np.full_like(L, limit), p)["commit"]
     return {"free_pages": L, "puts_per_commit": n, "commit_s": C, "spill_s": res["spill"],
-            "put_p50_s": p50, "put_p99_s": p99, "throughput": thr, "saturated": saturated}
+            "put_p50_s": p50, "put_p99_s": p99, "throughput": thr, "saturated": saturated,
+            "capacity": limit / np.maximum(full, 1e-12)}
 
 
 def closed_loop(law: WorkLaw, free_pages, params: Mapping | None = None) -> dict:
