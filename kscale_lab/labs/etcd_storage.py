@@ -154,7 +154,7 @@ class EtcdStorageLab(Lab):
         sc = Scenario.from_params({k: p[k] for k in SCENARIO_PARAMS.defaults()})
         st = self.stream(p)
         groups = self.groups(p)
-        c = Costs.from_params({k: p[k] for k in COST_PARAMS.defaults()})
+        c = B.packed_costs(Costs.from_params({k: p[k] for k in COST_PARAMS.defaults()}))
         rng = np.random.default_rng(sc.seed)
         dt, duration = sc.tick, sc.duration
         steps = int(round(duration / dt))
