@@ -204,11 +204,7 @@ def split_points(sizes: Sequence[int], page_size: int = 4096, fill_percent: floa
         return []
     fill = min(max(float(fill_percent), 0.1), 1.0)  # bbolt clamps to [minFillPercent, maxFillPercent]
     threshold = int(page_size * fill)
-    cs = [0]
-    acc = 0
-    for s in sizes:
-        acc += int(s)
-        cs.append(acc)
+    cs = [0] + np.cumsum(np.asarray(sizes, dtype=np.int64)).tolist()
     points = [0]
     start = 0
     limit = threshold - PAGE_HEADER_SIZE
@@ -555,7 +551,7 @@ class BboltBackend:
         self.pf.commit(tx)
         work = fl.work - before
         written = int(sum(alloc_sizes)) + 1  # + the meta page
-        parts = F.commit_time_breakdown(work, written, self.fp)
+        parts = self._time_parts(work, written)
         rec = CommitRecord(
             txid=tx, kind=kind, puts=int(append.size), deletes=int(delete.size), allocations=len(alloc_sizes),
             pages_written=written, pages_freed=freed, grown_pages=self.pf.grown_pages - grown0, work=work,
@@ -566,6 +562,16 @@ class BboltBackend:
         )
         self.records.append(rec)
         return rec
+
+    def _time_parts(self, work: FreelistWork, written: int) -> dict:
+        """:func:`kscale_lab.etcd.freelist.commit_time_breakdown` with the parameters resolved
+        once (the tests hold the two equal)."""
+        q = self.fp
+        fl = (work.ids_scanned * q["array_seconds_per_id_scanned"] + work.ids_moved * q["array_seconds_per_id_moved"]
+              + work.ids_merged * q["array_seconds_per_id_merged"] + work.spans_touched * q["hashmap_seconds_per_span_op"]
+              + work.size_classes_scanned * q["hashmap_seconds_per_size_class"])
+        return {"freelist": fl, "spill_nodes": written * q["spill_seconds_per_page"],
+                "write": written * q["page_write_seconds"], "fsync": q["bbolt_fsyncs_per_commit"] * q["fsync_seconds"]}
 
     def _rebalance(self, touched: list[int], fill: float, tx: int, dirty: set[int]) -> int:
         """bbolt ``node.rebalance`` of shrunken leaves: an empty leaf goes away; a leaf with one

@@ -359,6 +359,54 @@ class EtcdStorageLab(Lab):
         return B.simulate(be, times, keys, sizes, dur, c.etcd_compaction_interval,
                           defrag_at=float(p["defrag_at"]) or None, params=p)
 
+    def predict_real(self, result, freelist_type: str = "map", seed: int = 0) -> dict:
+        """The exact page model's prediction for a real :func:`~kscale_lab.etcd.realetcd.run_heartbeats`
+        run: the same numbers of Node and Lease puts, of the same sizes, at the rate the real etcd
+        took them, on a db holding the registered keys. Returns predicted and measured WAL bytes
+        and db growth (what ``brief/etcd-real.md`` section 3 measured)."""
+        from ..etcd.realetcd import lease_object_json
+
+        n = int(result.nodes)
+        lease_len = len(lease_object_json("node-00000", 0.0))
+        node_len = (result.value_bytes - result.lease_puts * lease_len) / max(result.node_puts, 1)
+        has_lease = result.lease_puts > 0
+        key_sizes = np.concatenate([np.full(n, node_len)] + ([np.full(n, float(lease_len))] if has_lease else []))
+        key_bytes = np.concatenate([np.full(n, 28.0)] + ([np.full(n, 43.0)] if has_lease else []))
+        rng = np.random.default_rng(seed)
+        # the kubelets' schedule: each node at a random phase; puts spread over the real wall time
+        def sched(count, period):
+            ph = rng.uniform(0, period, size=n)
+            per = int(math.ceil(count / n)) + 1
+            t = (ph[:, None] + period * np.arange(per)[None, :]).ravel()
+            who = np.repeat(np.arange(n), per)
+            o = np.argsort(t, kind="stable")[:count]
+            return t[o], who[o]
+        tn, wn = sched(result.node_puts, 1.0)
+        parts_t, parts_k = [tn], [wn]
+        if has_lease:
+            tl, wl = sched(result.lease_puts, 1.0 / max(result.lease_puts / max(result.node_puts, 1), 1e-9))
+            parts_t.append(tl)
+            parts_k.append(n + wl)
+        t = np.concatenate(parts_t)
+        k = np.concatenate(parts_k)
+        o = np.argsort(t, kind="stable")
+        k = k[o]
+        times = np.linspace(0.0, float(result.wall_seconds), k.size, endpoint=False)
+        sizes = key_sizes[k]
+        c = Costs.from_params({})
+        be = B.EtcdBackend(key_sizes, key_bytes, c, freelist_type, expected_writes=k.size)
+        db0 = be.file_bytes
+        res = B.simulate(be, times, k, sizes, float(result.wall_seconds) + 1.0, compaction_interval=0)
+        return {
+            "puts": int(k.size),
+            "wal_bytes_model": float(be.mvcc.wal_bytes_total),
+            "wal_bytes_real": float(result.wal_bytes),
+            "db_growth_model": float(be.file_bytes - db0),
+            "db_growth_real": float(result.db_growth_bytes),
+            "commits_model": int(res.summary["commits"]),
+            "commits_real": int(result.backend_commits),
+        }
+
     # ---- claims ---------------------------------------------------------------------------------------
     def claims(self, results: Mapping[str, RunResult] | None = None) -> dict:
         ten_k = {"nodes": 10_000}
