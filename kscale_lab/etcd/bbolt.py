@@ -465,6 +465,9 @@ class BboltBackend:
         grown0 = self.pf.grown_pages
         freed = 0
         dirty: set[int] = set()
+        # etcd sets the key bucket's FillPercent to 0.9 when it appends (UnsafeSeqPut); a
+        # transaction that only deletes (a compaction batch) keeps bbolt's default 0.5
+        fill = self.fill if append.size else DEFAULT_FILL_PERCENT
         # -- deletes: shrink leaves, then rebalance (merge small ones into a sibling) -------------
         if delete.size:
             alive = self._alive.view()
@@ -481,7 +484,6 @@ class BboltBackend:
                 self.leaf_count[i] -= int(ct[i])
             self.alive_bytes -= int(elem[delete].sum())
             self.alive_count -= int(delete.size)
-            fill = self.fill if append.size else DEFAULT_FILL_PERCENT
             freed += self._rebalance(touched.tolist(), fill, tx, dirty)
         # -- appends go to the rightmost leaf ---------------------------------------------------
         if append.size:
@@ -518,7 +520,7 @@ class BboltBackend:
                     del lst[j]
                 offset -= 1
                 continue
-            pts = split_points(sizes.tolist(), self.page_size, self.fill)
+            pts = split_points(sizes.tolist(), self.page_size, fill)
             cs = np.concatenate(([0], np.cumsum(sizes)))
             bounds = pts + [pos.size]
             los, nb, ct, pg, npg = [], [], [], [], []
@@ -846,16 +848,14 @@ def simulate(backend: EtcdBackend, times, keys, sizes, duration: float, compacti
             timer_at = end + T
         k += 1
     commits = pd.DataFrame(rows)
-    # put latencies: a put arriving during a commit waits until that commit ends
+    # put latencies: a put is applied when it arrives, unless the previous commit still holds
+    # the batch lock (or a full batch kept it back): then when that commit ends
     lat = np.full(n, np.nan)
-    if len(commits) and n:
-        s = commits["start"].to_numpy()
-        e = commits["end"].to_numpy()
-        idx = np.searchsorted(s, times, side="right") - 1
-        inside = (idx >= 0) & (times < e[np.maximum(idx, 0)])
-        wait = np.where(inside, e[np.maximum(idx, 0)] - times, 0.0)
-        lat = base + wait
     done = commit_of >= 0
+    if len(commits) and n:
+        e = commits["end"].to_numpy()
+        prev_end = np.where(commit_of > 0, e[np.maximum(commit_of - 1, 0)], 0.0)
+        lat = np.where(done, base + np.maximum(0.0, prev_end - times), np.nan)
     puts = pd.DataFrame({"arrival": times, "latency": np.where(done, lat, np.nan), "accepted": accepted & done,
                          "commit": commit_of})
     ev = pd.DataFrame(events) if events else pd.DataFrame(columns=["time", "event"])
