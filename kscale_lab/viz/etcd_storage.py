@@ -1,0 +1,219 @@
+"""The etcd storage lab's dashboard: the freelist switch, db size, churn, compaction interval.
+
+Four plots, one ``ColumnDataSource`` each: put latency against db size for both freelists
+(the 1-100 GB sweep, with the current size marked), the free space's runs by length, the
+db file against the quota over time (with the NOSPACE alarm), and each second's commit time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..claims import load_claims
+from . import PALETTE, SETTING_LABELS, fmt
+from .dashboard import Dashboard
+
+GB = 1e9
+FREELIST_COLORS = {"array": PALETTE["off"], "map": PALETTE["article"]}
+
+
+def _finite(x) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    return np.where(np.isfinite(a), a, np.nan)
+
+
+class EtcdStorageDashboard(Dashboard):
+    """Controls: the switch (freelist + quota), db size (GB), pod churn, compaction interval,
+    which heartbeats feed etcd, one etcd or one per resource. Plots: latency vs db size,
+    free-run histogram, db size vs quota, commit time."""
+
+    lab_name = "etcd-storage"
+
+    def make_controls(self) -> dict:
+        import ipywidgets as w
+
+        style = {"description_width": "150px"}
+        lay = w.Layout(width="370px")
+        return {
+            "switch": w.ToggleButtons(options=[("off", "off"), ("article", "article"), ("upstream", "upstream")],
+                                      value="off", description="freelist", style=style,
+                                      tooltips=["array freelist, 2 GiB quota", "hashmap freelist, 100 GiB quota",
+                                                "hashmap (etcd 3.5+), 8 GiB quota"]),
+            "db_gb": w.FloatLogSlider(value=2.0, base=10, min=0, max=2, step=0.05, description="db size (GB)",
+                                      continuous_update=False, style=style, layout=lay, readout_format=".3g"),
+            "churn": w.IntSlider(value=20, min=0, max=200, step=5, description="pod churn (pods/s)",
+                                 continuous_update=False, style=style, layout=lay),
+            "compaction_min": w.IntSlider(value=5, min=1, max=30, step=1, description="compaction every (min)",
+                                          continuous_update=False, style=style, layout=lay),
+            "heartbeats": w.Dropdown(options=[("Node status every 10 s", "off"),
+                                              ("Lease + status 60 s", "article"),
+                                              ("Lease + status 5 min", "upstream")],
+                                     value="article", description="heartbeats", style=style, layout=lay),
+            "split": w.Dropdown(options=[("one etcd", "none"), ("Events apart", "events"),
+                                         ("one etcd per resource", "per-resource")],
+                                value="none", description="etcd clusters", style=style, layout=lay),
+        }
+
+    def overrides(self):
+        c = self.controls
+        return c["switch"].value, {
+            "db_size_bytes": int(c["db_gb"].value * GB),
+            "pod_churn": float(c["churn"].value),
+            "etcd_compaction_interval": float(c["compaction_min"].value * 60),
+            "duration": float(max(960, 3 * c["compaction_min"].value * 60 + 60)),
+            "heartbeat_stream": c["heartbeats"].value,
+            "etcd_servers_overrides": c["split"].value,
+        }
+
+    def make_figures(self):
+        from bokeh.layouts import gridplot
+        from bokeh.models import ColumnDataSource, Span
+        from bokeh.plotting import figure
+
+        S = self.sources
+        S["sweep"] = ColumnDataSource(dict(gb=[], array_p99=[], map_p99=[], array_p50=[], map_p50=[]))
+        S["hist"] = ColumnDataSource(dict(run=[], spans=[]))
+        S["series"] = ColumnDataSource(dict(t=[], db=[], db_use=[], quota=[], history=[], commit=[]))
+        S["alarm"] = ColumnDataSource(dict(t=[], db=[]))
+        kw = dict(width=430, height=240, toolbar_location=None)
+        f1 = figure(title="put latency vs db size (10k-node write stream)", x_axis_type="log",
+                    x_axis_label="db size (GB, half of it free)", y_axis_label="ms", **kw)
+        for fl in ("array", "map"):
+            f1.line("gb", f"{fl}_p99", source=S["sweep"], line_width=2, color=FREELIST_COLORS[fl],
+                    legend_label=f"{fl} p99")
+            f1.line("gb", f"{fl}_p50", source=S["sweep"], line_width=1, line_dash="dashed",
+                    color=FREELIST_COLORS[fl], legend_label=f"{fl} p50")
+        self.db_marker = Span(location=2.0, dimension="height", line_dash="dotted", line_color="#555")
+        f1.add_layout(self.db_marker)
+        f1.legend.location = "top_left"
+        f1.legend.label_text_font_size = "8pt"
+        f1.y_range.start = 0
+        f2 = figure(title="free space by run length (at this db size)", x_axis_label="run of free pages",
+                    y_axis_label="runs", y_axis_type="log", **kw)
+        f2.vbar(x="run", top="spans", bottom=1, width=0.8, source=S["hist"], color="#7f8c8d")
+        f3 = figure(title="etcd db size vs --quota-backend-bytes", x_axis_label="simulated minutes",
+                    y_axis_label="GB", **kw)
+        self.db_line = f3.line("t", "db", source=S["series"], line_width=2, color=PALETTE["off"],
+                               legend_label="db file")
+        f3.line("t", "db_use", source=S["series"], line_width=1, line_dash="dotted", color="#333",
+                legend_label="in use")
+        f3.line("t", "history", source=S["series"], line_width=1, color="#e67e22", legend_label="MVCC history")
+        f3.line("t", "quota", source=S["series"], line_width=2, line_dash="dashed", color="#7d3c98",
+                legend_label="quota")
+        f3.scatter("t", "db", source=S["alarm"], size=12, marker="x", color="#7d3c98", line_width=3,
+                   legend_label="NOSPACE")
+        f3.legend.location = "top_left"
+        f3.legend.label_text_font_size = "8pt"
+        f3.y_range.start = 0
+        f4 = figure(title="backend commit time (the batch lock)", x_axis_label="simulated minutes",
+                    y_axis_label="ms", **kw)
+        self.commit_line = f4.line("t", "commit", source=S["series"], line_width=2, color=PALETTE["off"])
+        f4.y_range.start = 0
+        self.figures = [f1, f2, f3, f4]
+        return gridplot([[f1, f2], [f3, f4]], toolbar_location=None)
+
+    def fill(self, result) -> None:
+        setting, ov = self.overrides()
+        sw = self.lab.sweep(setting, ov)
+        a, m = sw[sw.freelist == "array"], sw[sw.freelist == "map"]
+        self.sweep_df = sw
+        self.sources["sweep"].data = dict(
+            gb=a.db_bytes.to_numpy() / GB, array_p99=_finite(a.put_p99_s) * 1e3, map_p99=_finite(m.put_p99_s) * 1e3,
+            array_p50=_finite(a.put_p50_s) * 1e3, map_p50=_finite(m.put_p50_s) * 1e3)
+        self.db_marker.location = ov["db_size_bytes"] / GB
+        lengths, counts = self.lab.free_run_histogram(setting, ov)
+        keep = lengths <= 40
+        self.sources["hist"].data = dict(run=lengths[keep], spans=np.maximum(counts[keep], 1))
+        df = result.series
+        t = df["time"].to_numpy() / 60.0
+        self.sources["series"].data = dict(
+            t=t, db=df["etcd_mvcc_db_total_size_in_bytes"].to_numpy() / GB,
+            db_use=df["etcd_mvcc_db_total_size_in_use_in_bytes"].to_numpy() / GB,
+            quota=df["etcd_server_quota_backend_bytes"].to_numpy() / GB,
+            history=df["etcd_mvcc_history_bytes"].to_numpy() / GB,
+            commit=_finite(df["etcd_disk_backend_commit_duration_seconds"].to_numpy()) * 1e3)
+        sm = result.summary
+        if np.isnan(sm["etcd_nospace_at_s"]):
+            self.sources["alarm"].data = dict(t=[], db=[])
+        else:
+            i = min(int(sm["etcd_nospace_at_s"]), len(df) - 1)
+            self.sources["alarm"].data = dict(t=[t[i]], db=[df["etcd_mvcc_db_total_size_in_bytes"].iloc[i] / GB])
+        color = PALETTE[setting]
+        for glyph in (self.db_line, self.commit_line):
+            glyph.glyph.line_color = color
+        self.summary.value = summary_html(self.lab, result, sw, ov["db_size_bytes"])
+
+
+def summary_html(lab, result, sweep, db_bytes: float) -> str:
+    sm = result.summary
+    p = sm["params"]
+    claims = {c.claim: c for c in load_claims(lab.name)}
+    near = sweep.loc[(sweep.db_bytes - db_bytes).abs().groupby(sweep.freelist).idxmin()]
+    pt = {r.freelist: r for r in near.itertuples()}
+    nospace = "never" if np.isnan(sm["etcd_nospace_at_s"]) else f"at {fmt(sm['etcd_nospace_at_s'], 's')}"
+    lat = lambda x: "falls behind" if not np.isfinite(x) else fmt(x * 1e3, "ms")  # noqa: E731
+    rows = [
+        ("freelist", p["backend_bbolt_freelist_type"], ""),
+        ("etcd clusters", f"{sm['etcds']}", ""),
+        ("peak db size / quota", f"{fmt(sm['etcd_mvcc_db_total_size_in_bytes_max'] / GB)} / "
+                                 f"{fmt(sm['etcd_server_quota_backend_bytes'] / GB, 'GB')}", ""),
+        ("NOSPACE alarm", nospace, ""),
+        ("history per compaction window", fmt(sm["history_bytes_per_compaction_window"] / GB, "GB"),
+         claims["history_per_window_node_status_10k_gb"].article + " (Node status)"),
+        ("free pages after compaction (max)", fmt(sm["bbolt_free_pages_max"]), ""),
+        ("put p99 over the run", lat(sm["put_latency_p99_s"]), ""),
+        (f"put p99 at {fmt(db_bytes / GB, 'GB')}: array / map", f"{lat(pt['array'].put_p99_s)} / "
+                                                              f"{lat(pt['map'].put_p99_s)}",
+         claims["map_p99_growth_2_to_100gb"].article),
+    ]
+    body = "".join(f"<tr><td>{a}</td><td style='text-align:right'><b>{b}</b></td>"
+                   f"<td style='color:#666'>{c}</td></tr>" for a, b, c in rows)
+    return (f"<div style='font-size:12px'><b>{SETTING_LABELS[result.setting]}</b>"
+            f"<table><tr><th></th><th>lab</th><th>article</th></tr>{body}</table></div>")
+
+
+def sweep_figure(df, title: str = "put p99 vs db size", measured=None):
+    """Put p99 (and throughput) against db size from :meth:`EtcdStorageLab.sweep`, one line per
+    freelist; ``measured``: optional ``{freelist: (db_bytes, p99_s)}`` points to overlay."""
+    from bokeh.plotting import figure
+
+    f = figure(title=title, width=640, height=300, x_axis_type="log", x_axis_label="db size (GB)",
+               y_axis_label="put p99 (ms)", toolbar_location=None)
+    for fl, g in df.groupby("freelist", sort=False):
+        f.line(g.db_bytes / GB, _finite(g.put_p99_s) * 1e3, line_width=2, color=FREELIST_COLORS[fl],
+               legend_label=f"{fl} (model)")
+        sat = g[g.saturated] if "saturated" in g else g.iloc[:0]
+        if len(sat):
+            f.scatter(sat.db_bytes / GB, np.full(len(sat), np.nanmax(_finite(df.put_p99_s)) * 1e3 * 1.05),
+                      marker="triangle", size=8, color=FREELIST_COLORS[fl], legend_label=f"{fl}: falls behind")
+    for fl, pts in (measured or {}).items():
+        xs, ys = zip(*pts)
+        f.scatter(np.asarray(xs) / GB, np.asarray(ys) * 1e3, size=9, marker="circle", fill_color="white",
+                  line_color=FREELIST_COLORS[fl], line_width=2, legend_label=f"{fl} (real etcd 3.4)")
+    f.legend.location = "top_left"
+    f.y_range.start = 0
+    return f
+
+
+def history_figure(lab, nodes=(1000, 2500, 5000, 7500, 10_000), quota_gib: float = 2.0):
+    """MVCC history per compaction window against cluster size for the three heartbeat
+    streams, with the quota: the heartbeat lab's write streams landing on etcd."""
+    from bokeh.models import Span
+    from bokeh.plotting import figure
+
+    f = figure(title=f"MVCC history per 5-min window vs cluster size (quota {quota_gib:g} GiB)", width=640,
+               height=300, x_axis_label="nodes (pods and objects scale along)", y_axis_label="GB",
+               toolbar_location=None)
+    labels = {"off": "Node status every 10 s", "article": "Lease + status 60 s", "upstream": "Lease + status 5 min"}
+    for hb in ("off", "article", "upstream"):
+        ys = []
+        for n in nodes:
+            r = lab.run("article", {"nodes": int(n), "heartbeat_stream": hb, "duration": 330.0,
+                                    "quota_backend_bytes": 1024**4, "db_size_bytes": 0})
+            ys.append(r.summary["history_bytes_per_compaction_window"] / GB)
+        f.line(list(nodes), ys, line_width=2, color=PALETTE[hb], legend_label=labels[hb])
+        f.scatter(list(nodes), ys, size=6, color=PALETTE[hb])
+    f.add_layout(Span(location=quota_gib * 1024**3 / GB, dimension="width", line_dash="dashed",
+                      line_color="#7d3c98"))
+    f.legend.location = "top_left"
+    return f
