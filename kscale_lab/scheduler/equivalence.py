@@ -27,6 +27,9 @@ which the property tests check against :mod:`kscale_lab.scheduler.reference`.
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left, insort
+
 import numpy as np
 
 from .cluster_state import NodeState, PodSpec
@@ -35,6 +38,8 @@ from .plugins import MAX_TOTAL_SCORE, PASS, evaluate, evaluate_one, filter_codes
 #: replay one node at a time (plain Python) up to this many dirty log entries
 SCALAR_REPLAY_MAX = 12
 _NO_COUNTS = (0,) * (PASS + 1)
+#: plugins reached by one node, by its first-failure code
+_ONE = tuple(tuple(1 if k <= c else 0 for k in range(PASS + 1)) for c in range(PASS + 1))
 
 
 def equivalence_key(pod: PodSpec) -> PodSpec:
@@ -49,7 +54,7 @@ class ClassTable:
     """Cached filter codes and scores of one pod class over all nodes."""
 
     __slots__ = ("cid", "pod", "code", "score", "feas", "seff", "reach", "hist", "max_score", "cursor",
-                 "buckets", "pos", "has_interpod")
+                 "buckets", "pos", "has_interpod", "_static", "fidx")
 
     def __init__(self, cid: int, pod: PodSpec, state: NodeState, with_buckets: bool = False):
         self.cid = cid
@@ -68,8 +73,11 @@ class ClassTable:
         nz = np.flatnonzero(self.hist)
         self.max_score = int(nz[-1]) if nz.size else -1
         self.cursor = len(state.dirty)
+        #: the feasible nodes, sorted: the k-th feasible node after any start by bisection
+        self.fidx = array("q", np.flatnonzero(self.feas).tolist())
         self.buckets = None
         self.pos = None
+        self._static = None
         if with_buckets:
             self._build_buckets()
 
@@ -114,7 +122,12 @@ class ClassTable:
         f = c == PASS
         if c != c0:
             self.code[n] = c
-            self.feas[n] = f
+            if f != f0:
+                self.feas[n] = f
+                if f:
+                    insort(self.fidx, n)
+                else:
+                    del self.fidx[bisect_left(self.fidx, n)]
             reach = self.reach
             if c > c0:
                 for k in range(c0 + 1, c + 1):
@@ -161,6 +174,11 @@ class ClassTable:
                     c, s = evaluate_one(state, pod, n)
                     self._update_one(n, c, s)
                 return len(nodes), _NO_COUNTS, 0
+            if len(nodes) == 1:
+                (n,) = nodes
+                c, s = evaluate_one(state, pod, n)
+                self._update_one(n, c, s)
+                return 1, _ONE[c], int(c == PASS)
             reach = [0] * (PASS + 1)
             scored = 0
             for n in nodes:
@@ -184,6 +202,12 @@ class ClassTable:
         r_new = np.cumsum(h_new[::-1])[::-1]
         self.reach = (np.asarray(self.reach) + r_new - r_old).tolist()
         changed = (f_old != f_new) | (s_old != s_new)
+        fidx = self.fidx
+        for n, fn in zip(nodes[f_old != f_new].tolist(), f_new[f_old != f_new].tolist()):
+            if fn:
+                insort(fidx, n)
+            else:
+                del fidx[bisect_left(fidx, n)]
         np.subtract.at(self.hist, s_old[f_old], 1)
         np.add.at(self.hist, s_new[f_new], 1)
         if self.buckets is not None:
@@ -200,6 +224,21 @@ class ClassTable:
         nz = np.flatnonzero(self.hist)
         self.max_score = int(nz[-1]) if nz.size else -1
         return int(nodes.size), r_new.astype(np.int64).tolist(), int(f_new.sum())
+
+    def static_counts(self) -> tuple[list[int], list[int]]:
+        """Prefix counts of the nodes rejected by TaintToleration and by NodeAffinity.
+
+        Those two plugins read only a node's taints and labels, which binding pods
+        never changes (the dirty log records binds only), so a class's codes 0 and 1
+        never change after the table is built: ``c0[i]`` and ``c1[i]`` count them over
+        the first ``i`` nodes, for O(1) per-plugin counts over any ring segment.
+        """
+        if self._static is None:
+            z = np.zeros(1, dtype=np.int64)
+            c0 = np.concatenate((z, np.cumsum(self.code == 0))).tolist()
+            c1 = np.concatenate((z, np.cumsum(self.code == 1))).tolist()
+            self._static = (c0, c1)
+        return self._static
 
     @property
     def n_feasible(self) -> int:

@@ -46,6 +46,7 @@ except in the ``"article"`` setting, where it *is* the mechanism.
 from __future__ import annotations
 
 import bisect
+from bisect import bisect_left
 from typing import NamedTuple
 
 import numpy as np
@@ -103,28 +104,38 @@ def num_feasible_nodes_to_find(num_all_nodes: int, percentage_of_nodes_to_score:
 class Decision(NamedTuple):
     """The outcome and the exact work of one scheduling cycle.
 
-    ``processed`` is the number of nodes the filter plugins ran on: every node for
-    ``"off"``; the ring positions scanned for ``"upstream"`` (upstream's
-    ``EvaluatedNodes``; 1 for a pod placed on a batching hint); for ``"article"`` the
-    nodes re-evaluated because they changed since the class last looked (all nodes
-    for the first pod of a class). ``filter_evals[k]`` counts the nodes plugin ``k``
-    ran on (a node stops at its first rejecting plugin; InterPodAffinity runs only for
-    pods with a term); ``other_filter_nodes`` is how many nodes reached the unmodelled
-    default filter plugins (those that passed NodeResourcesFit).
+    ``processed`` is the number of nodes the filter plugins ran on afresh: every node
+    for an exhaustive search; the ring positions scanned for a relaxed one (upstream's
+    ``EvaluatedNodes``; 1 for a pod placed on a batching hint); with equivalence
+    classes, the nodes re-evaluated because they changed since the class last looked
+    (all nodes for the first pod of a class), the positions visited being counted as
+    cached reads instead. ``evals_*`` count the nodes each filter plugin ran on (a node
+    stops at its first rejecting plugin; InterPodAffinity runs only for pods with a
+    term); ``other_filter_nodes`` is how many nodes reached the unmodelled default
+    filter plugins (those that passed NodeResourcesFit). The record is flat (no nested
+    tuple) so that 200k of them turn into arrays in one call.
     """
 
     node: int  #: chosen node, -1 when no node is feasible
     processed: int  #: nodes run through the filters (see above)
-    filter_evals: tuple  #: nodes evaluated by each of FILTER_PLUGINS
+    evals_taint_toleration: int  #: nodes evaluated by TaintToleration
+    evals_node_affinity: int  #: nodes evaluated by NodeAffinity
+    evals_node_resources_fit: int  #: nodes evaluated by NodeResourcesFit
+    evals_inter_pod_affinity: int  #: nodes evaluated by InterPodAffinity
     other_filter_nodes: int  #: nodes reaching the unmodelled default filter plugins
     scored: int  #: nodes run through the score plugins
-    cache_filter_reads: int  #: ring positions whose cached filter result was read (article)
-    cache_score_reads: int  #: feasible nodes whose cached score was read (article)
+    cache_filter_reads: int  #: ring positions whose cached filter result was read (equivalence classes)
+    cache_score_reads: int  #: feasible nodes whose cached score was read (equivalence classes)
     chosen_score: int  #: weighted score of the chosen node (-1 if none)
     best_score: int  #: best score over all feasible nodes at that moment (-1 if none)
     batched: bool  #: placed on an opportunistic-batching hint
-    new_class: bool  #: first pod of its equivalence class (article)
+    new_class: bool  #: first pod of its equivalence class
     start: int  #: node index the search started from (-1 when not a ring scan)
+
+    @property
+    def filter_evals(self) -> tuple:
+        """Nodes evaluated by each of FILTER_PLUGINS, in order."""
+        return self[2:6]
 
 
 class _Batch:
@@ -132,15 +143,19 @@ class _Batch:
 
     Sorting is deferred until a compatible pod actually asks for a hint, so cycles
     whose batch is never used pay nothing for it (the cost model charges upstream's
-    sort through the per-cycle overhead either way).
+    sort through the per-cycle overhead either way). The scores are kept as a *view*
+    of the class table: nothing refreshes that table before the next cycle of the same
+    signature, which materialises the list before its own refresh.
     """
 
-    __slots__ = ("signature", "keys", "nodes", "head", "created", "_start", "_window", "_chosen", "_found", "_n")
+    __slots__ = ("signature", "keys", "nodes", "head", "created", "cursor", "_start", "_window", "_chosen", "_found",
+                 "_n")
 
-    def __init__(self, signature, start, window, chosen_pos, found, n_nodes, created):
+    def __init__(self, signature, start, window, chosen_pos, found, n_nodes, created, cursor):
         self.signature = signature
+        self.cursor = cursor  # length of the dirty log when the scores were read
         self._start = start
-        self._window = window  # a copy: the scores as they were in that cycle
+        self._window = window  # a view: the scores as they were in that cycle
         self._chosen = chosen_pos
         self._found = found
         self._n = n_nodes
@@ -152,9 +167,25 @@ class _Batch:
     def __len__(self):
         return (self._found - 1 if self.nodes is None else len(self.nodes)) - self.head
 
-    def materialise(self, rng: np.random.Generator) -> None:
+    def scores_before(self, log: list) -> dict:
+        """Stored scores of the nodes changed since (other than the one just bound):
+        read them before the class table is refreshed over them."""
+        saved = {}
+        n, start, size = self._n, self._start, self._window.shape[0]
+        for q in log[self.cursor:]:
+            off = q - start
+            if off < 0:
+                off += n
+            if off < size and off != self._chosen and off not in saved:
+                saved[off] = self._window.item(off)
+        return saved
+
+    def materialise(self, rng: np.random.Generator, saved: dict | None = None) -> None:
         if self.nodes is None:
-            w = self._window
+            w = self._window.copy()
+            if saved:
+                for off, v in saved.items():
+                    w[off] = v
             w[self._chosen] = -1
             pos = _nz(w >= 0)
             sc = w[pos]
@@ -166,12 +197,35 @@ class _Batch:
             self._window = None
 
 
+#: which mechanisms each setting turns on, unless the caller says otherwise
+MODE_DEFAULTS: dict[str, dict[str, bool]] = {
+    "off": {"equivalence_classes": False, "relaxed_search": False},
+    "article": {"equivalence_classes": True, "relaxed_search": True},
+    "upstream": {"equivalence_classes": False, "relaxed_search": True},
+}
+
+
 class Scheduler:
     """A scheduler over one :class:`NodeState`, for one search strategy.
 
     ``schedule_one(pod, now)`` runs one scheduling cycle for ``pod`` at modelled time
     ``now`` (seconds; only opportunistic batching's 500 ms batch age reads it), binds
     the pod to the chosen node (upstream's *assume*) and returns a :class:`Decision`.
+
+    ``mode`` sets the defaults (:data:`MODE_DEFAULTS`) and the flavour of the search;
+    the two ideas of the article can also be switched one by one:
+
+    * ``equivalence_classes``: filters and scores come from the pod's class table,
+      re-evaluated only on the nodes changed since the class last looked; the cost
+      model charges those fresh evaluations plus one cached read per node visited
+      (the eCache of kube-scheduler 1.8-1.12 and the article's classes);
+    * ``relaxed_search``: stop after enough feasible nodes. In ``"off"``/``"article"``
+      the scan starts at a random node and stops after ``article_nodes_to_find``
+      (0: upstream's adaptive count); in ``"upstream"`` it starts at
+      ``nextStartNodeIndex`` and stops after :func:`num_feasible_nodes_to_find`;
+      ``relaxed_search=False`` there means ``percentageOfNodesToScore: 100``.
+
+    Opportunistic batching (KEP-5598) exists only in ``"upstream"``.
     """
 
     def __init__(
@@ -182,6 +236,8 @@ class Scheduler:
         *,
         percentage_of_nodes_to_score: int = 0,
         article_nodes_to_find: int = 0,
+        equivalence_classes: bool | None = None,
+        relaxed_search: bool | None = None,
         opportunistic_batching: bool = True,
         batching_rescore: bool = False,
         topology_spread_defaults: bool = False,
@@ -195,17 +251,28 @@ class Scheduler:
         self.mode = mode
         self.n = state.n
         self.rng = np.random.default_rng(seed)
-        self._u = self.rng.random(1 << 16)
-        self._ui = 0
-        self.num_to_find = num_feasible_nodes_to_find(self.n, percentage_of_nodes_to_score)
+        self._u: list = []
+        d = MODE_DEFAULTS[mode]
+        self.equivalence_classes = d["equivalence_classes"] if equivalence_classes is None else bool(equivalence_classes)
+        self.relaxed_search = d["relaxed_search"] if relaxed_search is None else bool(relaxed_search)
+        num_feasible_nodes_to_find(self.n, percentage_of_nodes_to_score)  # validates the percentage
+        pct = int(percentage_of_nodes_to_score)
+        if not self.relaxed_search and pct not in (0, 100):
+            raise ParameterError("relaxed_search", f"false means every node is scored (percentageOfNodesToScore "
+                                                   f"100); it contradicts percentage_of_nodes_to_score={pct}")
+        self.num_to_find = (num_feasible_nodes_to_find(self.n, percentage_of_nodes_to_score) if self.relaxed_search
+                            else self.n)
         self.article_k = (min(int(article_nodes_to_find), self.n) if article_nodes_to_find
                           else num_feasible_nodes_to_find(self.n, 0))
-        self.batching = bool(opportunistic_batching)
+        self.batching = bool(opportunistic_batching) and mode == "upstream"
         self.rescore = bool(batching_rescore)
         self.topology_spread_defaults = bool(topology_spread_defaults)
         self.max_batch_age_s = float(max_batch_age_s)
-        self.cache = EquivalenceCache(state, with_buckets=(mode == "off"))
-        self._is_upstream = mode == "upstream"
+        self.round_robin = mode == "upstream"
+        exhaustive = not self.relaxed_search and not self.round_robin
+        self.cache = EquivalenceCache(state, with_buckets=exhaustive)
+        self._k = self.num_to_find if self.round_robin else self.article_k
+        self._cycle = self._exhaustive if exhaustive else self._relaxed
         self.next_start = 0
         self.cycle = 0
         self._batch: _Batch | None = None
@@ -214,12 +281,11 @@ class Scheduler:
 
     # -- helpers -------------------------------------------------------------
     def _rand(self) -> float:
-        i = self._ui
-        if i == self._u.shape[0]:
-            self._u = self.rng.random(1 << 16)
-            i = 0
-        self._ui = i + 1
-        return float(self._u[i])
+        """A uniform draw in [0, 1) from this scheduler's generator (drawn in blocks)."""
+        u = self._u
+        if not u:
+            u = self._u = self.rng.random(1 << 16).tolist()[::-1]
+        return u.pop()
 
     def signature(self, pod: PodSpec):
         """KEP-5598 pod scheduling signature, or None when the pod is unbatchable."""
@@ -235,27 +301,23 @@ class Scheduler:
         the scores-or--1 of the processed positions, and the chosen position in it.
         """
         n = self.n
-        nf = t.reach[PASS]
+        fl = t.fidx
+        nf = len(fl)
         if nf == 0:
             return -1, n, 0, None, -1
-        whole_ring = k > nf  # fewer feasible nodes than wanted: the scan goes all the way round
-        if whole_ring:
+        if k > nf:  # fewer feasible nodes than wanted: the scan goes all the way round
             k = nf
-        w = n if whole_ring else min(n, (k * n) // nf + (k >> 3) + 32)
-        seff = t.seff
-        while True:
-            end = start + w
-            window = seff[start:end] if end <= n else np.concatenate((seff[start:], seff[:end - n]))
-            pos = _nz(window >= 0)
-            if pos.shape[0] >= k or w >= n:
-                break
-            w = min(n, 2 * w)
-        processed = n if whole_ring else pos.item(k - 1) + 1
-        window = window[:processed]
-        if k == 1:
-            j = pos.item(0)
+            processed = n
         else:
-            ties = _nz(window == window.max())
+            i = bisect_left(fl, start) + k - 1
+            processed = (fl[i] if i < nf else fl[i - nf] + n) - start + 1
+        end = start + processed
+        seff = t.seff
+        window = seff[start:end] if end <= n else np.concatenate((seff[start:], seff[:end - n]))
+        if k == 1:
+            j = processed - 1 if processed < n else (fl[0] - start) % n
+        else:
+            ties = (window == window.item(window.argmax())).nonzero()[0]
             nt = ties.shape[0]
             j = ties.item(int(self._rand() * nt)) if nt > 1 else ties.item(0)
         node = start + j
@@ -263,117 +325,163 @@ class Scheduler:
             node -= n
         return node, processed, k, window, j
 
-    def _range_reach(self, t: ClassTable, start: int, processed: int, found: int) -> list[int]:
-        """Nodes evaluated per filter plugin over ``processed`` ring positions."""
+    def _range_reach(self, t: ClassTable, start: int, processed: int, found: int) -> tuple:
+        """Nodes that reached each filter plugin over ``processed`` ring positions from
+        ``start`` (length PASS+1: the last entry counts the ``found`` feasible ones).
+
+        Rejections by TaintToleration and NodeAffinity come from the class's static
+        prefix counts; InterPodAffinity rejections are counted only for pods with a term;
+        NodeResourcesFit rejections are the rest.
+        """
+        c0, c1 = t.static_counts()
         n = self.n
         end = start + processed
-        seg = t.code[start:end] if end <= n else np.concatenate((t.code[start:], t.code[:end - n]))
-        h = np.bincount(seg, minlength=PASS + 1).tolist()
-        for k in range(PASS - 1, -1, -1):
-            h[k] += h[k + 1]
-        return h
-
-    @staticmethod
-    def _evals(reach, has_interpod: bool) -> tuple:
-        return (reach[0], reach[1], reach[2], reach[3] if has_interpod else 0)
+        if end <= n:
+            h0 = c0[end] - c0[start]
+            h1 = c1[end] - c1[start]
+        else:
+            end -= n
+            h0 = c0[n] - c0[start] + c0[end]
+            h1 = c1[n] - c1[start] + c1[end]
+        h3 = 0
+        if t.has_interpod:
+            seg = t.code[start:start + processed] if start + processed <= n else \
+                np.concatenate((t.code[start:], t.code[:start + processed - n]))
+            h3 = int(np.count_nonzero(seg == INTERPOD))
+        return (processed, processed - h0, processed - h0 - h1, found + h3, found)
 
     # -- one cycle -----------------------------------------------------------
     def schedule_one(self, pod: PodSpec, now: float = 0.0, bind: bool = True) -> Decision:
         self.cycle += 1
-        d = self._upstream(pod, now) if self._is_upstream else self._exhaustive_or_article(pod)
+        d = self._cycle(pod, now)
         if bind and d.node >= 0:
             self.state.bind(d.node, pod)
         return d
 
-    def _exhaustive_or_article(self, pod: PodSpec) -> Decision:
-        return self._off(pod) if self.mode == "off" else self._article(pod)
-
-    def _off(self, pod: PodSpec) -> Decision:
-        created = pod not in self.cache.tables
-        t = self.cache.table(pod)
-        reach = t.reach
+    def _exhaustive(self, pod: PodSpec, now: float) -> Decision:
+        """Every node: the best score wins (random tie-break among the best)."""
+        n = self.n
+        if self.equivalence_classes:
+            t, created, processed, reach, scored = self.cache.lookup(pod)
+            reads, score_reads = n, t.reach[PASS]
+        else:
+            cache = self.cache
+            t = cache.tables.get(pod)
+            created = t is None
+            t = cache.table(pod)
+            reach = t.reach
+            processed, scored, reads, score_reads = n, reach[PASS], 0, 0
+        e3 = reach[3] if t.has_interpod else 0
         m = t.max_score
         if m < 0:
-            return Decision(-1, self.n, self._evals(reach, t.has_interpod), reach[INTERPOD], 0, 0, 0, -1, -1,
-                            False, created, 0)
+            return Decision(-1, processed, reach[0], reach[1], reach[2], e3, reach[INTERPOD], scored, reads, 0,
+                            -1, -1, False, created, 0)
         b = t.buckets[m]
         node = b[int(self._rand() * len(b))] if len(b) > 1 else b[0]
-        return Decision(node, self.n, self._evals(reach, t.has_interpod), reach[INTERPOD], reach[PASS], 0, 0,
-                        m, m, False, created, 0)
+        return Decision(node, processed, reach[0], reach[1], reach[2], e3, reach[INTERPOD], scored, reads,
+                        score_reads, m, m, False, created, 0)
 
-    def _article(self, pod: PodSpec) -> Decision:
-        t, created, dirty, reach, scored = self.cache.lookup(pod)
-        start = int(self._rand() * self.n)
-        node, processed, found, _, _ = self._scan_pick(t, start, self.article_k)
-        evals = self._evals(reach, t.has_interpod)
-        if node < 0:
-            return Decision(-1, dirty, evals, reach[INTERPOD], scored, processed, 0, -1, -1, False, created, start)
-        return Decision(node, dirty, evals, reach[INTERPOD], scored, processed, found,
-                        t.score.item(node), t.max_score, False, created, start)
-
-    def _upstream(self, pod: PodSpec, now: float) -> Decision:
-        # The class table is current for this pod, so reading it *is* running the
-        # filters (or scores) on one node; those reads are counted as evaluations.
-        t = self.cache.table(pod)
-        sig = self.signature(pod) if self.batching else None
-        pre = None  # filter evaluations spent on batching checks and hints
-        pre_scored = 0
-        hint = -1
+    def _relaxed(self, pod: PodSpec, now: float) -> Decision:
+        """Stop after enough feasible nodes (random or round-robin start); batching upstream."""
+        eq = self.equivalence_classes
         b = self._batch
+        saved = None
         if b is not None:
-            last_cycle, last_node, ok = self._last
-            if (sig is not None and len(b) > 0 and last_cycle == self.cycle - 1 and ok and sig == b.signature
-                    and now - b.created <= self.max_batch_age_s):
-                c = t.code.item(last_node)  # RunFilterPlugins on the node used last cycle
-                pre = _PRE[c]
-                if c == PASS and not self.rescore:
-                    b = self._batch = None  # node not full: its stored score would be stale
-                else:
-                    b.materialise(self.rng)
-                    if c == PASS:  # v1.37: re-score it and put it back in the sorted list
-                        pre_scored = 1
-                        key = (-t.score.item(last_node), self._rand())
-                        i = bisect.bisect_left(b.keys, key, lo=b.head)
-                        b.keys.insert(i, key)
-                        b.nodes.insert(i, last_node)
-                    hint = b.nodes[b.head]
-                    b.head += 1
+            if self._batch_compatible(pod, now):
+                log = self.state.dirty
+                if b.nodes is None and len(log) - b.cursor > 1:  # pods deleted since: keep the stored scores
+                    saved = b.scores_before(log)
             else:
                 b = self._batch = None
-        if hint >= 0:
+        if eq:
+            t, created, dirty, fresh, fresh_scored = self.cache.lookup(pod)
+        else:
+            # The class table is current for this pod, so reading it *is* running the
+            # filters (or scores) on one node; those reads are counted as evaluations.
+            t = self.cache.tables.get(pod)
+            if t is None:
+                t = self.cache.lookup(pod, False)[0]
+            elif t.cursor != len(self.state.dirty):
+                t.refresh(self.state, False)
+            created = False
+        use_batch = False
+        pre = None  # filter evaluations spent on batching checks and hints
+        if b is not None:
+            last_code = t.code.item(self._last[1])  # RunFilterPlugins on the node used last cycle
+            pre = _PRE[last_code]
+            if last_code == PASS and not self.rescore:
+                self._batch = None  # node not full: its stored score would be stale
+            else:
+                b.materialise(self.rng, saved)
+                use_batch = True
+        pre_scored = 0
+        hint = -1
+        if use_batch:
+            b = self._batch
+            if last_code == PASS:  # v1.37: re-score the last node and put it back in the sorted list
+                pre_scored = 1
+                last_node = self._last[1]
+                key = (-t.score.item(last_node), self._rand())
+                i = bisect.bisect_left(b.keys, key, lo=b.head)
+                b.keys.insert(i, key)
+                b.nodes.insert(i, last_node)
+            hint = b.nodes[b.head]
+            b.head += 1
             c = t.code.item(hint)  # evaluateNominatedNode: the filters on the hinted node only
-            pre = [a + b for a, b in zip(pre, _PRE[c])]
+            pre = [a + p for a, p in zip(pre, _PRE[c])]
             if c == PASS:
                 self._last = (self.cycle, hint, True)
                 self.batched_pods += 1
-                return Decision(hint, 1, self._evals(pre, t.has_interpod), pre[INTERPOD], pre_scored, 0, 0,
-                                t.score.item(hint), t.max_score, True, False, -1)
-        start = self.next_start
-        node, processed, found, window, j = self._scan_pick(t, start, self.num_to_find)
-        self.next_start = (start + processed) % self.n
-        if processed == found:
-            r = processed
-            reach = (r + pre[0], r + pre[1], r + pre[2], r + pre[3], r + pre[4]) if pre is not None else (r,) * 5
+                if eq:
+                    reach = [a + p for a, p in zip(fresh, pre)]
+                    return Decision(hint, dirty + 1, reach[0], reach[1], reach[2],
+                                    reach[3] if t.has_interpod else 0, reach[INTERPOD], fresh_scored + pre_scored,
+                                    0, 0, t.score.item(hint), t.max_score, True, created, -1)
+                return Decision(hint, 1, pre[0], pre[1], pre[2], pre[3] if t.has_interpod else 0, pre[INTERPOD],
+                                pre_scored, 0, 0, t.score.item(hint), t.max_score, True, False, -1)
+        n = self.n
+        start = self.next_start if self.round_robin else int(self._rand() * n)
+        node, processed, found, window, j = self._scan_pick(t, start, self._k)
+        if self.round_robin:
+            self.next_start = (start + processed) % n
+        if eq:
+            reach = fresh if pre is None else [a + p for a, p in zip(fresh, pre)]
+            fresh_nodes = dirty + (hint >= 0)
+            scored = fresh_scored + pre_scored
+            reads, score_reads = processed, found
         else:
-            reach = self._range_reach(t, start, processed, found)
+            if processed == found:
+                reach = (processed,) * (PASS + 1)
+            else:
+                reach = self._range_reach(t, start, processed, found)
             if pre is not None:
                 reach = [a + p for a, p in zip(reach, pre)]
-        if hint >= 0:
-            processed += 1
-        evals = (reach[0], reach[1], reach[2], reach[3] if t.has_interpod else 0)
+            fresh_nodes = processed + (hint >= 0)
+            # "When only one node after predicate, just use it": no scoring
+            scored = (found if found > 1 else 0) + pre_scored
+            reads = score_reads = 0
+        e3 = reach[3] if t.has_interpod else 0
         if node < 0:
             self._batch = None
             self._last = (self.cycle, -1, False)
-            return Decision(-1, processed, evals, reach[INTERPOD], pre_scored, 0, 0, -1, -1, False, False, start)
+            return Decision(-1, fresh_nodes, reach[0], reach[1], reach[2], e3, reach[INTERPOD], scored, reads, 0,
+                            -1, -1, False, created, start)
         self._last = (self.cycle, node, True)
-        if found == 1:  # "When only one node after predicate, just use it" (no scoring)
-            scored = pre_scored
-            self._batch = None
-        else:
-            scored = found + pre_scored
-            self._batch = _Batch(sig, start, window.copy(), j, found, self.n, now) if sig is not None else None
-        return Decision(node, processed, evals, reach[INTERPOD], scored, 0, 0, t.score.item(node), t.max_score,
-                        False, False, start)
+        if self.batching:
+            sig = self.signature(pod)
+            self._batch = (_Batch(sig, start, window, j, found, n, now, len(self.state.dirty))
+                           if sig is not None and found > 1 else None)
+        return Decision(node, fresh_nodes, reach[0], reach[1], reach[2], e3, reach[INTERPOD], scored, reads,
+                        score_reads, t.score.item(node), t.max_score, False, created, start)
+
+    def _batch_compatible(self, pod: PodSpec, now: float) -> bool:
+        """KEP-5598: may this pod use the previous cycle's sorted list? Same signature,
+        consecutive cycles, the previous one succeeded, the list is not empty and not
+        older than maxBatchAge."""
+        b = self._batch
+        last_cycle, _, ok = self._last
+        return (ok and last_cycle == self.cycle - 1 and len(b) > 0 and now - b.created <= self.max_batch_age_s
+                and self.signature(pod) == b.signature)
 
 
 def schedule_pods(

@@ -32,6 +32,7 @@ simplification: upstream keeps them pending and requeues them on cluster events)
 from __future__ import annotations
 
 import heapq
+import itertools
 import time
 from typing import Any, Mapping
 
@@ -44,7 +45,7 @@ from .cluster_state import (
     LABEL_DISKTYPE, LABEL_ZONE, TAINT_GPU, NodeState, PodSpec, make_nodes,
 )
 from .plugins import FILTER_PLUGINS
-from .search import MODES, Decision, Scheduler
+from .search import MODE_DEFAULTS, MODES, Decision, Scheduler
 
 _KEP = "kubernetes/enhancements keps/sig-scheduling/5598-opportunistic-batching"
 _SO = "kubernetes/kubernetes pkg/scheduler/schedule_one.go"
@@ -80,6 +81,17 @@ PARAMS = ParamSet([
     Param("burst_affinity_share", 0.1, "1",
           "assumption: some workloads spread replicas with required pod anti-affinity (hostname)",
           "share of burst pods with required inter-pod anti-affinity (mixed into the burst)", 0.0, 1.0),
+    # ---------------------------------------------------------------- mechanisms (per setting, see SETTING_DEFAULTS)
+    Param("equivalence_classes", False, "1",
+          "article section 9 (equivalence classes); kube-scheduler's eCache, feature gate EnableEquivalenceClassCache "
+          "(kubernetes/kubernetes PRs #36238, #65714), removed after issue #71013. Default per setting: on in 'article'",
+          "evaluate filters and scores once per pod class, then only on the nodes changed since (cached reads cost "
+          "equivalence_read_cost_s)", kind=bool, flag="--feature-gates=EnableEquivalenceClassCache"),
+    Param("relaxed_search", False, "1",
+          "article section 9 (relaxed randomisation); upstream percentageOfNodesToScore (pkg/scheduler/schedule_one.go "
+          "numFeasibleNodesToFind). Default per setting: on in 'article' and 'upstream'",
+          "stop after enough feasible nodes (random start in off/article, round-robin in upstream); false in "
+          "'upstream' means percentageOfNodesToScore: 100", kind=bool, flag="percentageOfNodesToScore"),
     # ---------------------------------------------------------------- scheduler config
     Param("percentage_of_nodes_to_score", 0, "%", _SO + " numFeasibleNodesToFind; 0 = adaptive default",
           "upstream percentageOfNodesToScore", 0, 100, kind=int, flag="percentageOfNodesToScore"),
@@ -95,6 +107,13 @@ PARAMS = ParamSet([
           "disables them (test/integration/scheduler_perf/batching/scheduler-config-no-topology.yaml)",
           "system-default PodTopologySpread applies (makes every pod unbatchable)", kind=bool),
     # ---------------------------------------------------------------- cost model
+    Param("node_cost_factor", 1.0, "1",
+          "1 = the plugin costs below (today's kube-scheduler). kube-scheduler 1.9-1.11 (2018) cost ~7x more per node: "
+          "scheduler_perf measured 18.6 ms/pod at 5,000 nodes with every node evaluated (kubernetes/kubernetes PR "
+          "#65714, comment of 2018-07-25), 100+ pods/s at 3,000 nodes (issue #63784); see "
+          "kscale_lab.scheduler.sim.calibrate_node_cost_factor",
+          "multiplies every per-node cost (filters, scores, cached reads): the speed of the scheduler's code per node",
+          0.1, 100.0),
     Param("filter_cost_s", 0.3e-6, "s/(node*plugin)",
           "assumption: one Filter call on a cached NodeInfo = interface dispatch, a few field reads with cache "
           "misses on 10k NodeInfos, a Status; 0.1-0.5 us in Go",
@@ -150,6 +169,11 @@ SCENARIOS: dict[str, dict] = {
 }
 
 SETTINGS = MODES
+
+#: parameters whose default depends on the setting (applied only where the caller did not set them)
+SETTING_DEFAULTS: dict[str, dict[str, Any]] = {
+    m: {k: v for k, v in MODE_DEFAULTS[m].items() if v != PARAMS[k].default} for m in MODES
+}
 
 
 # --------------------------------------------------------------------------- workload
@@ -229,22 +253,25 @@ class CostModel:
     """Seconds of one scheduling cycle, from the work a :class:`Decision` counted.
 
     ``cycle = cycle_overhead + [lookup] + filter work / speedup + score work / speedup
-    + cached reads / speedup``, where work is nodes x plugins x per-plugin cost and the
-    speedup of the ``parallelism`` goroutines (x ``parallel_efficiency``) never exceeds
-    the number of nodes handled.
+    + cached reads / speedup``, where work is nodes x plugins x per-plugin cost (times
+    ``node_cost_factor``) and the speedup of the ``parallelism`` goroutines (x
+    ``parallel_efficiency``) never exceeds the number of nodes handled. The eCache
+    lookup and reads are charged only when equivalence classes are on.
     """
 
-    def __init__(self, p: Mapping[str, Any], mode: str):
+    def __init__(self, p: Mapping[str, Any], mode: str, equivalence_classes: bool | None = None):
         self.mode = mode
-        self.c_f = p["filter_cost_s"]
-        self.c_ip = p["interpod_filter_cost_s"]
-        self.c_s = p["score_cost_s"]
+        eq = MODE_DEFAULTS[mode]["equivalence_classes"] if equivalence_classes is None else equivalence_classes
+        f = p.get("node_cost_factor", 1.0)
+        self.c_f = p["filter_cost_s"] * f
+        self.c_ip = p["interpod_filter_cost_s"] * f
+        self.c_s = p["score_cost_s"] * f
         self.n_other_f = p["other_filter_plugins"]
         self.n_score = 2 + p["other_score_plugins"]
         self.speedup = max(1.0, p["parallelism"] * p["parallel_efficiency"])
         self.overhead = p["cycle_overhead_s"]
-        self.lookup = p["equivalence_lookup_cost_s"] if mode == "article" else 0.0
-        self.c_read = p["equivalence_read_cost_s"]
+        self.lookup = p["equivalence_lookup_cost_s"] if eq else 0.0
+        self.c_read = p["equivalence_read_cost_s"] * f
         self.cycle = self._make_cycle()
 
     def _make_cycle(self):
@@ -255,17 +282,14 @@ class CostModel:
 
         def cycle(d) -> float:
             """Seconds of the cycle that produced Decision ``d``."""
-            ev = d.filter_evals
-            work = (ev[0] + ev[1] + ev[2] + d.other_filter_nodes * n_other_f) * c_f + ev[3] * c_ip
-            items = d.processed
+            _, items, e0, e1, e2, e3, other, sc, reads, score_reads = d[:10]
+            work = (e0 + e1 + e2 + other * n_other_f) * c_f + e3 * c_ip
             t = base + (work if items <= 1 else work / (speedup if items >= speedup else items))
-            sc = d.scored
             if sc:
                 work = sc * n_score * c_s
                 t += work if sc <= 1 else work / (speedup if sc >= speedup else sc)
-            reads = d.cache_filter_reads
             if reads:
-                work = (reads * read_f + d.cache_score_reads * n_score) * c_read
+                work = (reads * read_f + score_reads * n_score) * c_read
                 t += work if reads <= 1 else work / (speedup if reads >= speedup else reads)
             return t
 
@@ -273,16 +297,35 @@ class CostModel:
 
 
 # --------------------------------------------------------------------------- simulation
-def resolve(params: Mapping[str, Any] | None = None, scenario: str | Mapping[str, Any] = "burst") -> dict:
-    """Defaults, then the scenario's overrides, then ``params``; validated."""
+def resolve(params: Mapping[str, Any] | None = None, scenario: str | Mapping[str, Any] = "burst",
+            setting: str | None = None) -> dict:
+    """Defaults, then the setting's own defaults (:data:`SETTING_DEFAULTS`), then the
+    scenario's overrides, then ``params``; validated, never changed."""
     if isinstance(scenario, str):
         if scenario not in SCENARIOS:
             raise ParameterError("scenario", f"must be one of {', '.join(repr(s) for s in SCENARIOS)}; got {scenario!r}")
         base = dict(SCENARIOS[scenario])
     else:
         base = dict(scenario)
+    if setting is not None:
+        base = {**SETTING_DEFAULTS[check_setting(setting)], **base}
     base.update(params or {})
     return PARAMS.resolve(base)
+
+
+def check_setting(setting: str) -> str:
+    if setting not in MODES:
+        raise ParameterError("setting", f"must be one of {', '.join(repr(m) for m in MODES)}; got {setting!r}")
+    return setting
+
+
+def prepare(params: Mapping[str, Any] | None = None, scenario: str | Mapping[str, Any] = "burst"
+            ) -> tuple[NodeState, Workload]:
+    """The cluster and the workload a run with these parameters starts from (the same
+    for every setting: they depend on the seed, the size and the workload only)."""
+    p = resolve(params, scenario)
+    state = make_nodes(p["nodes"], np.random.default_rng(p["seed"]), initial_utilisation=p["initial_utilisation"])
+    return state, make_workload(p, np.random.default_rng([p["seed"], 1]))
 
 
 def simulate(setting: str, params: Mapping[str, Any] | None = None, scenario: str | Mapping[str, Any] = "burst",
@@ -291,15 +334,14 @@ def simulate(setting: str, params: Mapping[str, Any] | None = None, scenario: st
 
     ``frames["pods"]`` has one row per pod, ``frames["nodes"]`` one row per node at the
     end. ``state``/``workload`` may be given to reuse a prepared cluster (copied, never
-    modified).
+    modified). ``params`` may switch ``equivalence_classes`` and ``relaxed_search`` one
+    by one; where it does not, the setting decides (:data:`SETTING_DEFAULTS`).
     """
-    if setting not in MODES:
-        raise ParameterError("setting", f"must be one of {', '.join(repr(m) for m in MODES)}; got {setting!r}")
-    p = resolve(params, scenario)
+    check_setting(setting)
+    p = resolve(params, scenario, setting)
     wall0 = time.perf_counter()
-    rng = np.random.default_rng(p["seed"])
     if state is None:
-        state = make_nodes(p["nodes"], rng, initial_utilisation=p["initial_utilisation"])
+        state = make_nodes(p["nodes"], np.random.default_rng(p["seed"]), initial_utilisation=p["initial_utilisation"])
     else:
         state = state.copy()
     if workload is None:
@@ -308,11 +350,13 @@ def simulate(setting: str, params: Mapping[str, Any] | None = None, scenario: st
         state, setting, p["seed"] + 7,
         percentage_of_nodes_to_score=p["percentage_of_nodes_to_score"],
         article_nodes_to_find=p["article_nodes_to_find"],
+        equivalence_classes=p["equivalence_classes"],
+        relaxed_search=p["relaxed_search"],
         opportunistic_batching=p["opportunistic_batching"],
         batching_rescore=p["batching_rescore"],
         topology_spread_defaults=p["pod_topology_spread_defaults"],
     )
-    cost = CostModel(p, setting)
+    cost = CostModel(p, setting, p["equivalence_classes"])
     n_other_f = p["other_filter_plugins"]
     bind_latency = p["bind_latency_s"]
     b0, bmax, max_att = p["pod_initial_backoff_s"], p["pod_max_backoff_s"], p["max_attempts"]
@@ -339,6 +383,7 @@ def simulate(setting: str, params: Mapping[str, Any] | None = None, scenario: st
     t_free = 0.0
     i = 0
     n_sched = n_unsched = 0
+    unbind = state.unbind
     while i < P or retry:
         if retry and (i >= P or retry[0][0] < arrival[i]):
             ready, k = heappop(retry)
@@ -349,7 +394,7 @@ def simulate(setting: str, params: Mapping[str, Any] | None = None, scenario: st
         start = t_free if t_free > ready else ready
         while deletions and deletions[0][0] <= start:
             _, n, q = heappop(deletions)
-            state.unbind(n, pod_specs[q])
+            unbind(n, pod_specs[q])
         d = schedule_one(pod_specs[k], start)
         c = cycle_of(d)
         t_free = start + c
@@ -357,10 +402,10 @@ def simulate(setting: str, params: Mapping[str, Any] | None = None, scenario: st
         rec_start.append(start)
         rec_cycle.append(c)
         rec_dec.append(d)
-        if d.node >= 0:
+        if d[0] >= 0:
             n_sched += 1
             if life[k] != inf:
-                heappush(deletions, (t_free + bind_latency + life[k], d.node, k))
+                heappush(deletions, (t_free + bind_latency + life[k], d[0], k))
         else:
             n_unsched += 1
             a = failed.get(k, 0) + 1
@@ -368,67 +413,7 @@ def simulate(setting: str, params: Mapping[str, Any] | None = None, scenario: st
             if a < max_att:
                 heappush(retry, (t_free + min(bmax, b0 * (2 ** (a - 1))), k))
 
-    # ---- per pod, from the attempt records (attempts are in time order)
-    R = len(rec_pod)
-    kk = np.asarray(rec_pod, dtype=np.int64)
-    st_a = np.asarray(rec_start)
-    cy_a = np.asarray(rec_cycle)
-    cols = list(zip(*rec_dec)) if R else [()] * len(Decision._fields)
-    col = {name: np.asarray(v) for name, v in zip(Decision._fields, cols)}
-    evals = np.asarray(col["filter_evals"], dtype=np.int64).reshape(R, len(FILTER_PLUGINS))
-    last = np.full(P, -1, dtype=np.int64)
-    np.maximum.at(last, kk, np.arange(R))
-    first = np.full(P, R, dtype=np.int64)
-    np.minimum.at(first, kk, np.arange(R))
-    tried = last >= 0
-    attempts = np.bincount(kk, minlength=P)
-
-    def per_pod_sum(x):
-        return np.bincount(kk, weights=x, minlength=P)
-
-    def per_pod_last(x, fill):
-        out = np.full(P, fill, dtype=np.asarray(x).dtype if np.asarray(x).size else float)
-        out[tried] = np.asarray(x)[last[tried]]
-        return out
-
-    node_of = per_pod_last(col["node"].astype(np.int64) if R else np.zeros(0, dtype=np.int64), -1)
-    cycle_last = per_pod_last(cy_a, np.nan)
-    start_first = np.full(P, np.nan)
-    start_first[tried] = st_a[first[tried]]
-    bound = node_of >= 0
-    bind_a = np.where(bound, per_pod_last(st_a, np.nan) + cycle_last + bind_latency, np.nan)
-    arr = workload.arrival
-    lat = bind_a - arr
-    other = per_pod_sum(col["other_filter_nodes"]) if R else np.zeros(P)
-    f_evals = per_pod_sum(evals.sum(axis=1)) + other * n_other_f
-    chosen = per_pod_last(col["chosen_score"].astype(np.int64) if R else np.zeros(0, dtype=np.int64), -1)
-    best = per_pod_last(col["best_score"].astype(np.int64) if R else np.zeros(0, dtype=np.int64), -1)
-    new_cls = per_pod_sum(col["new_class"].astype(float)) > 0 if R else np.zeros(P, dtype=bool)
-    pods = pd.DataFrame({
-        "pod": np.arange(P),
-        "template": [workload.template_names[t] for t in tmpl_of],
-        "burst": workload.burst,
-        "anti_affinity": [sp.anti_affinity_group >= 0 for sp in pod_specs],
-        "arrival_s": arr,
-        "start_s": start_first,
-        "bind_s": bind_a,
-        "latency_s": lat,
-        "queue_wait_s": lat - per_pod_sum(cy_a) - bind_latency,
-        "cycle_s": cycle_last,
-        "attempt_duration_s": cycle_last + np.where(bound, bind_latency, 0.0),
-        "attempts": attempts,
-        "node": node_of,
-        "nodes_evaluated": per_pod_sum(col["processed"]).astype(np.int64) if R else np.zeros(P, dtype=np.int64),
-        "filter_evaluations": f_evals.astype(np.int64),
-        **{f"evals_{name}": per_pod_sum(evals[:, j]).astype(np.int64) for j, name in enumerate(FILTER_PLUGINS)},
-        "nodes_scored": per_pod_sum(col["scored"]).astype(np.int64) if R else np.zeros(P, dtype=np.int64),
-        "cache_reads": per_pod_sum(col["cache_filter_reads"]).astype(np.int64) if R else np.zeros(P, dtype=np.int64),
-        "chosen_score": chosen,
-        "best_score": best,
-        "score_gap": np.where(bound, best - chosen, np.nan),
-        "batched": per_pod_last(col["batched"].astype(bool) if R else np.zeros(0, dtype=bool), False),
-        "new_class": new_cls,
-    })
+    pods = _pod_frame(workload, rec_pod, rec_start, rec_cycle, rec_dec, n_other_f, bind_latency)
     util = state.utilisation()
     nodes = pd.DataFrame({
         "node": np.arange(state.n),
@@ -439,9 +424,91 @@ def simulate(setting: str, params: Mapping[str, Any] | None = None, scenario: st
     metrics = summarise(pods, util, setting, p)
     metrics["scheduler_schedule_attempts_total{result=scheduled}"] = n_sched
     metrics["scheduler_schedule_attempts_total{result=unschedulable}"] = n_unsched
-    metrics["equivalence_classes"] = len(sched.cache)
+    metrics["pod_classes"] = len({specs[t] for t in set(tmpl_of)})
     metrics["wall_time_s"] = time.perf_counter() - wall0
     return metrics, {"pods": pods, "nodes": nodes}
+
+
+def _pod_frame(workload: Workload, rec_pod, rec_start, rec_cycle, rec_dec, n_other_f: int,
+               bind_latency: float) -> pd.DataFrame:
+    """One row per pod from the attempt records (attempts are in time order)."""
+    P = len(workload)
+    R = len(rec_pod)
+    kk = np.asarray(rec_pod, dtype=np.int64)
+    st_a = np.asarray(rec_start, dtype=float)
+    cy_a = np.asarray(rec_cycle, dtype=float)
+    nf = len(Decision._fields)
+    table = np.fromiter(itertools.chain.from_iterable(rec_dec), dtype=np.int64, count=R * nf).reshape(R, nf)
+    col = {name: table[:, j] for j, name in enumerate(Decision._fields)}
+    evals = table[:, 2:2 + len(FILTER_PLUGINS)]
+    single = R == P and (R == 0 or bool((kk == np.arange(P)).all()))  # one attempt per pod, in pod order
+    if single:
+        def per_pod_sum(x):
+            return np.asarray(x)
+
+        def per_pod_last(x, fill):
+            return np.asarray(x)
+
+        attempts = np.ones(P, dtype=np.int64)
+        start_first = st_a
+        tried = np.ones(P, dtype=bool)
+    else:
+        last = np.full(P, -1, dtype=np.int64)
+        np.maximum.at(last, kk, np.arange(R))
+        first = np.full(P, R, dtype=np.int64)
+        np.minimum.at(first, kk, np.arange(R))
+        tried = last >= 0
+        attempts = np.bincount(kk, minlength=P)
+
+        def per_pod_sum(x):
+            return np.bincount(kk, weights=x, minlength=P)
+
+        def per_pod_last(x, fill):
+            x = np.asarray(x)
+            out = np.full(P, fill, dtype=x.dtype if x.size else float)
+            out[tried] = x[last[tried]]
+            return out
+
+        start_first = np.full(P, np.nan)
+        start_first[tried] = st_a[first[tried]]
+    node_of = per_pod_last(col["node"], -1)
+    cycle_last = per_pod_last(cy_a, np.nan)
+    bound = node_of >= 0
+    bind_a = np.where(bound, per_pod_last(st_a, np.nan) + cycle_last + bind_latency, np.nan)
+    arr = workload.arrival
+    lat = bind_a - arr
+    other = per_pod_sum(col["other_filter_nodes"])
+    f_evals = per_pod_sum(evals.sum(axis=1)) + other * n_other_f
+    chosen = per_pod_last(col["chosen_score"], -1)
+    best = per_pod_last(col["best_score"], -1)
+    new_cls = per_pod_sum(col["new_class"]) > 0
+    names = list(workload.template_names)
+    anti = np.array([sp.anti_affinity_group >= 0 for sp in workload.templates], dtype=bool)
+    return pd.DataFrame({
+        "pod": np.arange(P),
+        "template": pd.Categorical.from_codes(workload.template, categories=names),
+        "burst": workload.burst,
+        "anti_affinity": anti[workload.template] if P else np.zeros(0, dtype=bool),
+        "arrival_s": arr,
+        "start_s": start_first,
+        "bind_s": bind_a,
+        "latency_s": lat,
+        "queue_wait_s": lat - per_pod_sum(cy_a) - bind_latency,
+        "cycle_s": cycle_last,
+        "attempt_duration_s": cycle_last + np.where(bound, bind_latency, 0.0),
+        "attempts": attempts,
+        "node": node_of,
+        "nodes_evaluated": per_pod_sum(col["processed"]).astype(np.int64),
+        "filter_evaluations": f_evals.astype(np.int64),
+        **{f"evals_{name}": per_pod_sum(evals[:, j]).astype(np.int64) for j, name in enumerate(FILTER_PLUGINS)},
+        "nodes_scored": per_pod_sum(col["scored"]).astype(np.int64),
+        "cache_reads": per_pod_sum(col["cache_filter_reads"]).astype(np.int64),
+        "chosen_score": chosen,
+        "best_score": best,
+        "score_gap": np.where(bound, best - chosen, np.nan),
+        "batched": per_pod_last(col["batched"], 0).astype(bool),
+        "new_class": new_cls,
+    })
 
 
 def _q(x: np.ndarray, q: float) -> float:
@@ -464,6 +531,9 @@ def summarise(pods: pd.DataFrame, util: np.ndarray, setting: str, p: Mapping[str
     att = pods["attempt_duration_s"].to_numpy()
     m["scheduler_scheduling_attempt_duration_seconds_p50"] = _q(att, 0.5)
     m["scheduler_scheduling_attempt_duration_seconds_p99"] = _q(att, 0.99)
+    wait = pods["queue_wait_s"].to_numpy()
+    m["queue_wait_seconds_p50"] = _q(wait[ok], 0.5)
+    m["queue_wait_seconds_p99"] = _q(wait[ok], 0.99)
     cyc = pods["cycle_s"].to_numpy()
     m["mean_cycle_s"] = float(np.nanmean(cyc)) if len(cyc) else float("nan")
     m["capacity_pods_per_s"] = 1.0 / m["mean_cycle_s"] if m["mean_cycle_s"] > 0 else float("inf")
@@ -484,12 +554,72 @@ def summarise(pods: pd.DataFrame, util: np.ndarray, setting: str, p: Mapping[str
     m["cache_reads_per_pod"] = float(pods["cache_reads"].mean()) if len(pods) else 0.0
     m["batched_share"] = float(pods["batched"].mean()) if len(pods) else 0.0
     gap = pods["score_gap"].to_numpy()
+    chosen = pods["chosen_score"].to_numpy()
+    best = pods["best_score"].to_numpy()
     m["score_gap_mean"] = float(np.nanmean(gap)) if ok.any() else float("nan")
     m["best_score_share"] = float(np.mean(gap[ok] == 0)) if ok.any() else float("nan")
+    m["score_ratio_mean"] = float(np.mean(chosen[ok] / np.maximum(best[ok], 1))) if ok.any() else float("nan")
     m["node_cpu_utilisation_mean"] = float(util.mean())
     m["node_cpu_utilisation_cv"] = float(util.std() / util.mean()) if util.mean() > 0 else 0.0
     m["node_cpu_utilisation_spread"] = float(util.max() - util.min())
     return m
+
+
+def time_series(pods: pd.DataFrame, bin_s: float = 1.0, end_s: float | None = None) -> pd.DataFrame:
+    """The run as a dashboard would scrape it: one row per ``bin_s`` seconds.
+
+    Pods are counted where they are bound (their latency is observed then, as the
+    histogram ``scheduler_pod_scheduling_sli_duration_seconds`` observes it): bound per
+    second, latency p50/p99, queue wait, nodes evaluated and cached reads per pod,
+    score gap; ``scheduler_pending_pods`` is arrived minus bound (or given up) at the
+    end of the bin.
+    """
+    if not bin_s > 0:
+        raise ParameterError("bin_s", f"must be a number in (0, inf] s; got {bin_s!r}")
+    arr = pods["arrival_s"].to_numpy()
+    bt = pods["bind_s"].to_numpy()
+    done = np.where(np.isnan(bt), pods["start_s"].to_numpy() + pods["cycle_s"].to_numpy(), bt)
+    last = float(np.nanmax(done)) if len(pods) else 0.0
+    end = max(last, float(arr.max()) if len(arr) else 0.0) if end_s is None else end_s
+    nb = max(1, int(np.ceil(end / bin_s + 1e-9)))
+    edges = np.arange(nb + 1) * bin_s
+    ok = ~np.isnan(bt)
+    b_idx = np.minimum((bt[ok] / bin_s).astype(np.int64), nb - 1)
+    bound = np.bincount(b_idx, minlength=nb)
+    arrived = np.bincount(np.minimum((arr / bin_s).astype(np.int64), nb - 1), minlength=nb)
+    finished = np.bincount(np.minimum((np.nan_to_num(done, nan=end) / bin_s).astype(np.int64), nb - 1), minlength=nb)
+    lat = pods["latency_s"].to_numpy()[ok]
+    wait = pods["queue_wait_s"].to_numpy()[ok]
+    order = np.argsort(b_idx, kind="stable")
+    cuts = np.searchsorted(b_idx[order], np.arange(nb + 1))
+    lat_s, wait_s = lat[order], wait[order]
+    p50 = np.full(nb, np.nan)
+    p99 = np.full(nb, np.nan)
+    wmax = np.full(nb, np.nan)
+    for j in np.flatnonzero(bound):
+        seg = lat_s[cuts[j]:cuts[j + 1]]
+        p50[j], p99[j] = np.quantile(seg, (0.5, 0.99))
+        wmax[j] = wait_s[cuts[j]:cuts[j + 1]].max()
+
+    def per_bound(col):
+        x = pods[col].to_numpy()[ok].astype(float)
+        s = np.bincount(b_idx, weights=x, minlength=nb)
+        return np.divide(s, bound, out=np.full(nb, np.nan), where=bound > 0)
+
+    return pd.DataFrame({
+        "time": edges[:-1],
+        "pods_arrived_per_s": arrived / bin_s,
+        "pods_bound_per_s": bound / bin_s,
+        "scheduler_pending_pods": np.cumsum(arrived) - np.cumsum(finished),
+        "scheduler_pod_scheduling_sli_duration_seconds_p50": p50,
+        "scheduler_pod_scheduling_sli_duration_seconds_p99": p99,
+        "queue_wait_seconds_max": wmax,
+        "nodes_evaluated_per_pod": per_bound("nodes_evaluated"),
+        "cache_reads_per_pod": per_bound("cache_reads"),
+        "nodes_scored_per_pod": per_bound("nodes_scored"),
+        "score_gap_mean": per_bound("score_gap"),
+        "batched_share": per_bound("batched"),
+    })
 
 
 def run(scenario: str | Mapping[str, Any] = "burst", setting: str = "upstream",
@@ -501,8 +631,32 @@ def run(scenario: str | Mapping[str, Any] = "burst", setting: str = "upstream",
 def compare(scenario: str | Mapping[str, Any] = "burst", params: Mapping[str, Any] | None = None,
             settings=MODES) -> pd.DataFrame:
     """One row of summary metrics per setting, same cluster and workload for all."""
-    p = resolve(params, scenario)
-    state = make_nodes(p["nodes"], np.random.default_rng(p["seed"]), initial_utilisation=p["initial_utilisation"])
-    wl = make_workload(p, np.random.default_rng([p["seed"], 1]))
+    state, wl = prepare(params, scenario)
     rows = [simulate(s, params, scenario, state=state, workload=wl)[0] for s in settings]
     return pd.DataFrame(rows).set_index("setting")
+
+
+def cycle_seconds(setting: str, nodes: int, params: Mapping[str, Any] | None = None) -> float:
+    """Mean modelled cycle of the default burst's pods on ``nodes`` nodes (a short run)."""
+    m, _ = simulate(setting, {"burst_pods": 300, "churn_rate": 0.0, "burst_affinity_share": 0.0,
+                              **(params or {}), "nodes": int(nodes)})
+    return m["mean_cycle_s"]
+
+
+def calibrate_node_cost_factor(target_cycle_s: float = 18.6e-3, nodes: int = 5_000,
+                               params: Mapping[str, Any] | None = None) -> float:
+    """The ``node_cost_factor`` at which the ``off`` setting's cycle at ``nodes`` nodes
+    takes ``target_cycle_s``: the per-node speed of an older kube-scheduler.
+
+    The default target is scheduler_perf at 5,000 nodes in July 2018 (every node
+    evaluated, eCache off): 18.6 ms per pod (kubernetes/kubernetes PR #65714). The
+    cycle is linear in the factor, so two short runs solve it exactly.
+    """
+    if not target_cycle_s > 0:
+        raise ParameterError("target_cycle_s", f"must be a number in (0, inf] s; got {target_cycle_s!r}")
+    c1 = cycle_seconds("off", nodes, {**(params or {}), "node_cost_factor": 1.0})
+    c2 = cycle_seconds("off", nodes, {**(params or {}), "node_cost_factor": 2.0})
+    per_factor = c2 - c1
+    if per_factor <= 0:
+        raise ParameterError("nodes", f"gives no per-node cost to calibrate; got {nodes!r}")
+    return (target_cycle_s - (c1 - per_factor)) / per_factor
