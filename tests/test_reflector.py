@@ -299,3 +299,63 @@ def test_fleet_next_bookmark_times_follow_the_schedule():
                 assert got[i] == pytest.approx(later[0])
             else:
                 assert np.isnan(got[i])
+
+
+# --------------------------------------------------------------------------------------
+# Bookkeeping of the fleet: recorded watch restarts and traced clients' RVs
+# --------------------------------------------------------------------------------------
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), variant=st.sampled_from(["off", "article", "upstream"]),
+       cap=st.sampled_from([2, 8, 32]), min_wt=st.sampled_from([5.0, 12.0]),
+       times=st.lists(st.floats(0.0, 60.0), min_size=1, max_size=3))
+def test_traced_rvs_equal_the_exact_reflectors_at_any_time(seed, variant, cap, min_wt, times):
+    """What the fleet says a traced client's RV was at time t is what an exact
+    reflector holds at t (deadlines, bookmarks and events at or before t applied)."""
+    w = generate_cluster_writes(seed, 61.0, SMALL)
+    rng = np.random.default_rng(seed + 2)
+    clients = ClientSelectors.concat([ClientSelectors.kubelets(6), ClientSelectors.everything(1),
+                                      ClientSelectors(np.full(1, FIELD_LABEL), np.array([1]))])
+    timeouts = draw_watch_timeouts(rng, len(clients), 40, min_wt)
+    phase = rng.random(len(clients))
+    wp = {"lower_bound_capacity": cap, "upper_bound_capacity": 4 * cap, "event_fresh_duration": 6.0,
+          "default_bookmark_frequency": 4.0}
+    cache = WatchCache(initial=w.initial_pods, list_rv=w.list_rv, params=wp)
+    trace = list(range(len(clients)))
+    fleet = ReflectorFleet(cache, clients, bookmarks=variant, timeouts=timeouts, phase=phase,
+                           params={**wp, "min_watch_timeout": min_wt}, record=True, trace=trace)
+    cache.add_events(w.pods)
+    fleet.advance(61.0)
+    for t in times:
+        cache2 = WatchCache(initial=w.initial_pods, list_rv=w.list_rv, params=wp)
+        refl = [Reflector(s, timeouts[i], name=str(i), bookmarks=variant, params=wp)
+                for i, s in enumerate(clients.to_selectors())]
+        simulate_exact(cache2, w.pods, refl, watch_starts=-phase * timeouts[:, 0], until=t)
+        got = [int(fleet.trace_rvs(i, [t])[0]) for i in trace]
+        assert got == [r.rv for r in refl], t
+    # the recorded batches add up to the totals
+    rec = fleet.rewatches
+    assert sum(b.client.size for b in rec) == fleet.steady.watches
+    assert sum(int(b.too_old.sum()) for b in rec) == fleet.steady.relists
+    assert sum(int(b.events_scanned.sum()) for b in rec) == fleet.steady.events_scanned
+    assert sum(int(b.objects_relisted.sum()) for b in rec) == fleet.steady.objects_relisted
+
+
+def test_trace_and_cold_list_rv_validate_input():
+    w = generate_cluster_writes(4, 100.0, SMALL)
+    cache = WatchCache(initial=w.initial_pods, list_rv=w.list_rv)
+    clients = default_clients(6, 1)
+    with pytest.raises(ParameterError):
+        ReflectorFleet(cache, clients, trace=[99])
+    f = ReflectorFleet(cache, clients, seed=3, trace=[0])
+    g = ReflectorFleet(cache, clients, seed=3)
+    cache.add_events(w.pods)
+    with pytest.raises(ParameterError):
+        f.trace_rvs(1, [5.0])             # not traced
+    with pytest.raises(ParameterError):
+        f.trace_rvs(0, [50.0])            # not processed yet
+    with pytest.raises(ParameterError):
+        f.restart(90.0, "cold", cold_list_rv=1)   # behind the cache
+    # a cold cache that LISTs at etcd's newer global revision sends every client to relist
+    out = g.restart(90.0, "cold", cold_list_rv=int(w.rv[-1]) + 1)
+    assert out.too_old.all() and out.totals.relists == len(clients)

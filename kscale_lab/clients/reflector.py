@@ -541,6 +541,24 @@ class RestartOutcome:
         return pd.DataFrame(rows)
 
 
+@dataclass
+class WatchRestarts:
+    """One batch of watches (re)started by a :class:`ReflectorFleet` (``record=True``).
+
+    ``reason`` is ``"timeout"`` or ``"restart"``; per (re)started watch: the client
+    index, the time, whether it got 410 (and relisted), the tape events re-read for
+    its resume, the matching ones sent, and the objects its relist returned.
+    """
+
+    reason: str
+    client: np.ndarray
+    time: np.ndarray
+    too_old: np.ndarray
+    events_scanned: np.ndarray
+    events_sent: np.ndarray
+    objects_relisted: np.ndarray
+
+
 class ReflectorFleet:
     """Reflectors of many clients as numpy arrays, advanced through a cache's history.
 
@@ -550,11 +568,21 @@ class ReflectorFleet:
     it) and :meth:`restart` at a time. Client ``i``'s first watch started
     ``phase[i] * timeouts[i, 0]`` before ``start_time`` (a cluster in steady state);
     its ``k``-th watch lasts ``timeouts[i, k]``.
+
+    Optional bookkeeping (off by default, it costs nothing when off):
+
+    * ``record=True`` keeps, for every batch of (re)started watches, the arrays of
+      :class:`WatchRestarts` in :attr:`rewatches` (when, who, 410 or resume, events
+      re-read, objects relisted): the time series of a run;
+    * ``trace=[i, j, ...]`` keeps the watch history of a few clients, so that
+      :meth:`trace_rvs` can say what their RV was at any time (the RV timelines of a
+      lab's plots).
     """
 
     def __init__(self, cache: WatchCache, clients: ClientSelectors, *, bookmarks: str = "upstream",
                  timeouts: np.ndarray | None = None, phase: np.ndarray | None = None, seed: int = 0,
-                 start_time: float = 0.0, params: Mapping | None = None):
+                 start_time: float = 0.0, params: Mapping | None = None, record: bool = False,
+                 trace: Sequence[int] | None = None):
         if not isinstance(cache, WatchCache):
             raise ParameterError("cache", f"must be a WatchCache; got {type(cache).__name__}")
         if not isinstance(clients, ClientSelectors):
@@ -601,6 +629,13 @@ class ReflectorFleet:
         self.steady = ResyncTotals()
         self.deliveries = 0
         self._pairs_cache: dict = {}
+        self.record = bool(record)
+        self.rewatches: list[WatchRestarts] = []
+        tr = np.asarray([] if trace is None else trace, dtype=np.int64).ravel()
+        if tr.size and (tr.min() < 0 or tr.max() >= n):
+            raise ParameterError("trace", f"must be client indexes in [0, {n - 1}]; got {trace!r}")
+        self._trace = {int(i): [(float(self.watch_start[i]), float(self.deadline[i]), int(self.rv[i]), False)]
+                       for i in tr}
 
     # -- helpers ---------------------------------------------------------------------
     def _timeout_for(self, idx: np.ndarray) -> np.ndarray:
@@ -747,6 +782,37 @@ class ReflectorFleet:
             r[has] = np.maximum(r[has], self.cache.rv_at_times(tb[has]))
         return r
 
+    def trace_segments(self, client: int):
+        """The watches of a traced client: [(start, deadline, RV at start, started after a 410)]."""
+        if int(client) not in self._trace:
+            raise ParameterError("client", f"is not traced; traced clients: {sorted(self._trace)}")
+        return list(self._trace[int(client)])
+
+    def trace_rvs(self, client: int, times) -> np.ndarray:
+        """A traced client's RV at each of ``times`` (>= the fleet's start time, up to
+        the last processed time): the latest of its watch's starting RV, its last
+        matching event and its last bookmark (vectorised)."""
+        seg = self.trace_segments(client)
+        t = np.asarray(times, dtype=np.float64)
+        if t.size and (t.min() < self.start_time or t.max() > self.now):
+            raise ParameterError("times", f"must be within [{self.start_time}, {self.now}] s (processed); "
+                                          f"got [{t.min()}, {t.max()}]")
+        starts = np.array([s[0] for s in seg])
+        j = np.maximum(np.searchsorted(starts, t, side="right") - 1, 0)
+        s0 = starts[j]
+        d0 = np.array([s[1] for s in seg])[j]
+        r0 = np.array([s[2] for s in seg], dtype=np.int64)[j]
+        idx = np.full(t.shape, int(client), dtype=np.int64)
+        e = self.cache.events_until(t)
+        r = np.maximum(r0, self._last_match_rv(idx, e))
+        # a watch that ended at its deadline gets no bookmark after it; at exactly the
+        # deadline the next watch (next segment) is in force
+        tb = last_bookmark_time(s0, d0, t, self.bookmarks, self._wc_params)
+        has = ~np.isnan(tb)
+        if has.any():
+            r[has] = np.maximum(r[has], self.cache.rv_at_times(tb[has]))
+        return r
+
     def next_bookmark_times(self, now: float) -> np.ndarray:
         """Each client's next bookmark time after ``now`` (NaN: none in this watch)."""
         s, d = self.watch_start, self.deadline
@@ -762,7 +828,7 @@ class ReflectorFleet:
         return np.where(nxt < pre, nxt, np.where(pre > now, pre, np.nan))
 
     def _rewatch(self, idx: np.ndarray, t: np.ndarray, e: np.ndarray, rv: np.ndarray, *,
-                 cold_list_rv: int | None = None):
+                 cold_list_rv: int | None = None, reason: str = "timeout"):
         """Watch again from ``rv`` at ``t`` (after ``e`` events): resume or 410 + relist."""
         c = self.cache
         if cold_list_rv is None:
@@ -786,6 +852,13 @@ class ReflectorFleet:
         self.watch_start[idx] = t
         self.deadline[idx] = t + self._timeout_for(idx)
         self._k[idx] += 1
+        if self.record:
+            self.rewatches.append(WatchRestarts(reason, idx.copy(), np.asarray(t, dtype=np.float64).copy(),
+                                                too_old.copy(), scanned, sent, objects))
+        if self._trace:
+            for j in np.flatnonzero(np.isin(idx, list(self._trace))).tolist():
+                i = int(idx[j])
+                self._trace[i].append((float(t[j]), float(self.deadline[i]), int(new_rv[j]), bool(too_old[j])))
         tot = ResyncTotals(watches=int(idx.size), resumed=int(ok.sum()), relists=int(too_old.sum()),
                            events_scanned=int(scanned.sum()), events_sent=int(sent.sum()),
                            objects_relisted=int(objects.sum()))
@@ -824,9 +897,13 @@ class ReflectorFleet:
         self.steady = self.steady + tot
         return tot
 
-    def restart(self, at: float, reconnect: str | None = None) -> RestartOutcome:
+    def restart(self, at: float, reconnect: str | None = None, cold_list_rv: int | None = None) -> RestartOutcome:
         """An API server restart at ``at``: every watch breaks and every client
-        watches again from its RV (after the watch timeouts before ``at``)."""
+        watches again from its RV (after the watch timeouts before ``at``).
+
+        ``reconnect="cold"``: the clients reconnect to a freshly started cache whose
+        LIST returned ``cold_list_rv``: etcd's global revision at ``at`` (other types'
+        writes included, KEP-1904); default the pods' cache RV at ``at``."""
         reconnect = REFLECTOR_PARAMS["reconnect"].validate(reconnect if reconnect is not None
                                                              else self.params["reconnect"])
         self.advance(at)
@@ -835,9 +912,16 @@ class ReflectorFleet:
         t = np.full(self.n, float(at))
         e = np.full(self.n, int(c.events_until(at)), dtype=np.int64)
         rv = self.client_rvs(idx, t)
-        cold_rv = int(c.rv_at_times(np.array([at]))[0]) if reconnect == "cold" else None
+        cold_rv = None
+        if reconnect == "cold":
+            here = int(c.rv_at_times(np.array([at]))[0])
+            cold_rv = here if cold_list_rv is None else int(cold_list_rv)
+            if cold_rv < here:
+                raise ParameterError("cold_list_rv", f"must be an integer in [{here}, inf] (the cache's RV at "
+                                                     f"{at} s); got {cold_list_rv}")
         oldest = int(c.oldest_rv_at(e[:1])[0]) if cold_rv is None else cold_rv + 1
-        tot, too_old, scanned, sent, objects = self._rewatch(idx, t, e, rv, cold_list_rv=cold_rv)
+        tot, too_old, scanned, sent, objects = self._rewatch(idx, t, e, rv, cold_list_rv=cold_rv,
+                                                             reason="restart")
         by_field = {}
         for code, m in self._groups(idx):
             by_field[FIELD_NAMES[code]] = ResyncTotals(
