@@ -114,6 +114,11 @@ APISERVER_READ_PARAMS = ParamSet([
     Param("progress_request_period", 0.1, "s",
           _CACHER + "progress/watch_progress.go: progressRequestPeriod = 100 ms",
           "upstream: period of etcd progress requests while a consistent read waits", lo=0.001, hi=60.0),
+    Param("etcd_progress_notify_bug", False, "",
+          "etcd-io/etcd#15220 (fixed in v3.4.25 / v3.5.8): a progress notification could overtake an "
+          "event of the same revision; KEP-2340 requires the fix",
+          "etcd may deliver a progress notification before the events it covers (fault injection)",
+          kind=bool),
     Param("watch_lag", 0.0, "s",
           "fault injection: a clogged or slow etcd watch stream (KEP-2340 'What if the watch cache is "
           "stale?')",
@@ -244,16 +249,25 @@ def event_ready_times(log: WriteLog, rv0, costs: ReadCosts) -> np.ndarray:
     return out
 
 
-def progress_requester(registered, event_ready, period: float, delay: float) -> tuple[np.ndarray, np.ndarray]:
+def progress_requester(registered, event_ready, period: float, delay) -> tuple[np.ndarray, np.ndarray]:
     """Upstream's ``conditionalProgressRequester`` for one resource, exactly.
 
     Its timer fires every ``period`` while any read waits; a fire with nobody waiting
     leaves the timer expired, and the next read to wait then makes it fire at once. A
-    fire at ``f`` makes every waiting read fresh at ``f + delay`` (the notification
-    carries etcd's current revision, >= every waiting read's ``rv@t0``), unless its own
-    events did it sooner. Reads whose events made them fresh before they registered never
-    wait. Returns (ready time per read, fire times).
+    fire at ``f`` makes every waiting read fresh when its notification arrives (the
+    notification carries etcd's current revision, >= every waiting read's ``rv@t0``),
+    unless its own events did it sooner. ``delay``: seconds from a fire to its
+    notification, or a function of the fire time (see :func:`notification_times`). Reads
+    whose events made them fresh before they registered never wait. Returns (ready time
+    per read, fire times).
     """
+    memo: dict[float, float] = {}
+
+    def arrival(f: float) -> float:
+        if f not in memo:
+            memo[f] = float(delay(np.array([f]))[0]) if callable(delay) else f + float(delay)
+        return memo[f]
+
     s = np.asarray(registered, dtype=np.float64)
     e = np.asarray(event_ready, dtype=np.float64)
     order = np.argsort(s, kind="stable")
@@ -283,7 +297,7 @@ def progress_requester(registered, event_ready, period: float, delay: float) -> 
             t_fire, expired = si + period, False
         else:
             fire = t_fire
-        ready[i] = min(e[i], fire + delay)
+        ready[i] = min(e[i], arrival(fire))
         heapq.heappush(heap, ready[i])
     while not expired and heap:                      # fires after the last read arrived
         while heap and heap[0] <= t_fire:
@@ -294,6 +308,25 @@ def progress_requester(registered, event_ready, period: float, delay: float) -> 
         else:
             expired = True
     return ready, np.asarray(fires, dtype=np.float64)
+
+
+def notification_times(log: WriteLog, fires, costs: ReadCosts) -> np.ndarray:
+    """When the progress notifications requested at ``fires`` reach the cache.
+
+    etcd answers after ``progress_notify_latency`` (+ ``watch_lag``), with its revision
+    at the request. On the same watch stream it has already sent every event up to that
+    revision, so the notification never arrives before them: its arrival is at least the
+    delivery of the resource's last event at or below that revision. With
+    ``etcd_progress_notify_bug`` (etcd-io/etcd#15220) that ordering is not kept.
+    """
+    f = np.asarray(fires, dtype=np.float64)
+    out = f + costs.progress_notify_latency + costs.watch_lag
+    if costs.etcd_progress_notify_bug or log.rv.size == 0:
+        return out
+    rev = log.revision_at(f)
+    k = np.searchsorted(log.rv, rev, side="right")          # events with rv <= rev
+    last = np.where(k > 0, log.time[np.maximum(k - 1, 0)] + costs.etcd_watch_latency + costs.watch_lag, -np.inf)
+    return np.maximum(out, last)
 
 
 def wait_until_fresh(t0, log: WriteLog, setting: str, costs: ReadCosts) -> Freshness:
@@ -309,12 +342,12 @@ def wait_until_fresh(t0, log: WriteLog, setting: str, costs: ReadCosts) -> Fresh
     rv0 = log.revision_at(t0)
     s = t0 + costs.rv_fetch_latency
     e = event_ready_times(log, rv0, costs)
-    delay = costs.progress_notify_latency + costs.watch_lag
     if setting == "upstream":
-        ready, fires = progress_requester(s, e, costs.progress_request_period, delay)
+        ready, fires = progress_requester(s, e, costs.progress_request_period,
+                                          lambda f: notification_times(log, f, costs))
     else:
         fresh = e <= s
-        ready = np.where(fresh, s, np.minimum(e, s + delay))
+        ready = np.where(fresh, s, np.minimum(e, notification_times(log, s, costs)))
         fires = s[~fresh]
     ready = np.maximum(ready, s)
     by_progress = ready < np.maximum(e, s)
@@ -331,9 +364,11 @@ def cache_rv_at(log: WriteLog, t, progress_times, costs: ReadCosts) -> np.ndarra
     out = np.where(i > 0, log.rv[np.maximum(i - 1, 0)], log.list_rv).astype(np.int64)
     p = np.sort(np.asarray(progress_times, dtype=np.float64))
     if p.size:
-        delay = costs.progress_notify_latency + costs.watch_lag
-        k = np.searchsorted(p + delay, t, side="right")
+        arrive = notification_times(log, p, costs)
         prv = log.revision_at(p)           # etcd's revision when it answered the request
+        order = np.argsort(arrive, kind="stable")
+        arrive, prv = arrive[order], np.maximum.accumulate(prv[order])
+        k = np.searchsorted(arrive, t, side="right")
         out = np.maximum(out, np.where(k > 0, prv[np.maximum(k - 1, 0)], 0))
     return out
 
@@ -537,11 +572,13 @@ def read_after_write_probes(log: WriteLog, n: int, delay_mean: float, setting: s
     """Writes acknowledged, then read back: does the read see the write?
 
     ``n`` writes of the resource are drawn from ``log``; each is read ``Exp(delay_mean)``
-    after its commit (a controller reading back what it wrote). A ``resourceVersion=0``
-    read is answered by the cache at once: it sees the write only if the event was
-    already delivered. A consistent read waits until fresh (per ``setting``'s progress
-    policy) and is answered with the cache at its resourceVersion then: it sees the write
-    iff that resourceVersion >= the write's revision. Returns a DataFrame, one row per probe.
+    after its commit (a controller reading back what it wrote). The cache applies events
+    in order, so it holds a write once the write's event has been delivered. A
+    ``resourceVersion=0`` read is answered by the cache at once: it sees the write only if
+    the event was already delivered. A consistent read waits until the cache's
+    resourceVersion reaches ``rv@t0`` (per ``setting``'s progress policy) and is answered
+    from the cache then; it sees the write unless a progress notification overtook the
+    event (``etcd_progress_notify_bug``). Returns a DataFrame, one row per probe.
     """
     import pandas as pd
 
@@ -551,14 +588,14 @@ def read_after_write_probes(log: WriteLog, n: int, delay_mean: float, setting: s
     j = rng.integers(0, log.rv.size, size=int(n))
     t_w = log.time[j]
     t_r = t_w + rng.exponential(delay_mean, size=j.size) if delay_mean > 0 else t_w.copy()
-    # resourceVersion=0: the cache as it is at t_r
-    rv0_sees = cache_rv_at(log, t_r, [], costs) >= log.rv[j]
+    # the cache applies events in order: it holds write j once j's event is delivered
+    delivered = t_w + costs.etcd_watch_latency + costs.watch_lag
+    rv0_sees = delivered <= t_r                             # resourceVersion=0: the cache as it is now
     fr = wait_until_fresh(t_r, log, "article" if setting == "off" else setting, costs)
     served_at = fr.ready
-    cons_rv = cache_rv_at(log, served_at, fr.progress_requests, costs)
     status = np.where(fr.timed_out, 504 if setting == "article" else 200, 200)
     fallback = fr.timed_out & (setting == "upstream")
-    sees = np.where(fallback, True, cons_rv >= log.rv[j])   # a fallback reads etcd itself
+    sees = np.where(fallback, True, delivered <= served_at)  # a fallback reads etcd itself
     if setting == "off":                                    # quorum read from etcd
         sees = np.ones(j.size, dtype=bool)
         status = np.full(j.size, 200)

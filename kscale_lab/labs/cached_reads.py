@@ -569,7 +569,7 @@ def kubelet_storm(setting: str, p: Mapping, st: ClusterState, costs: ReadCosts, 
     ok = admitted & (status == 200)
     timed_out = ok & (lat > p["request_timeout"])
     good = ok & ~timed_out
-    lat_ok = lat[ok] if ok.any() else np.array([np.nan])
+    lat_ok = lat[ok]
     median = ReadTrace("kubelet LIST pods", source="etcd" if setting == "off" else "cache")
     if ok.any():
         cand = np.flatnonzero(ok)
@@ -584,7 +584,8 @@ def kubelet_storm(setting: str, p: Mapping, st: ClusterState, costs: ReadCosts, 
     cores_api = float(p["apiservers"]) * p["apiserver_cores"]
     summary = {
         "requests": k,
-        "p50": float(np.nanpercentile(lat_ok, 50)), "p99": float(np.nanpercentile(lat_ok, 99)),
+        "p50": float(np.percentile(lat_ok, 50)) if lat_ok.size else float("nan"),
+        "p99": float(np.percentile(lat_ok, 99)) if lat_ok.size else float("nan"),
         "rejected_share": float((~admitted).sum()) / max(k, 1),
         "timeout_share": float(timed_out.sum()) / max(k, 1),
         "failed_share": float(k - good.sum()) / max(k, 1),
