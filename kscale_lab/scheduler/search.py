@@ -27,6 +27,12 @@ scheduling cycle. Three answers, one per setting of the lab:
     extension (kubernetes/kubernetes PR #140289) that re-scores the last node when it
     is still feasible is available as ``batching_rescore=True``.
 
+The article's two ideas can also be switched one by one (``equivalence_classes``,
+``relaxed_search`` in :class:`Scheduler`): equivalence classes with an exhaustive
+search is kube-scheduler's own eCache of 2017-2018 (every node still visited, as
+cached reads), relaxed search without classes is the article's randomised early stop
+on fresh evaluations.
+
 Upstream sources read (not copied): ``pkg/scheduler/schedule_one.go``
 (``schedulePod``, ``findNodesThatFitPod``, ``findNodesThatPassFilters``,
 ``numFeasibleNodesToFind``, ``evaluateNominatedNode``),
@@ -40,7 +46,10 @@ read. Upstream filters in 16 goroutines and may overshoot ``numToFind`` slightly
 counts here are those of the sequential order. To be fast at 200k pods x 10k nodes,
 every strategy reads per-class tables (:mod:`kscale_lab.scheduler.equivalence`) that
 return exactly what a fresh evaluation would; that device is not counted as work
-except in the ``"article"`` setting, where it *is* the mechanism.
+except when equivalence classes are on, where it *is* the mechanism. Two more devices
+keep a cycle cheap and are exact too: a sorted index of each class's feasible nodes
+(the k-th feasible node after the start by bisection) and prefix counts of the nodes
+each class's taint and affinity filters reject (static: binding never changes them).
 """
 
 from __future__ import annotations

@@ -491,9 +491,10 @@ def _pod_frame(workload: Workload, rec_pod, rec_start, rec_cycle, rec_dec, n_oth
         "anti_affinity": anti[workload.template] if P else np.zeros(0, dtype=bool),
         "arrival_s": arr,
         "start_s": start_first,
+        "end_s": per_pod_last(st_a, np.nan) + cycle_last,
         "bind_s": bind_a,
         "latency_s": lat,
-        "queue_wait_s": lat - per_pod_sum(cy_a) - bind_latency,
+        "queue_wait_s": _no_noise(lat - per_pod_sum(cy_a) - bind_latency),
         "cycle_s": cycle_last,
         "attempt_duration_s": cycle_last + np.where(bound, bind_latency, 0.0),
         "attempts": attempts,
@@ -509,6 +510,11 @@ def _pod_frame(workload: Workload, rec_pod, rec_start, rec_cycle, rec_dec, n_oth
         "batched": per_pod_last(col["batched"], 0).astype(bool),
         "new_class": new_cls,
     })
+
+
+def _no_noise(x: np.ndarray) -> np.ndarray:
+    """Zero where a difference of sums of seconds is only rounding (|x| < 1 ns)."""
+    return np.where(np.abs(x) < 1e-9, 0.0, x)
 
 
 def _q(x: np.ndarray, q: float) -> float:
@@ -578,7 +584,7 @@ def time_series(pods: pd.DataFrame, bin_s: float = 1.0, end_s: float | None = No
         raise ParameterError("bin_s", f"must be a number in (0, inf] s; got {bin_s!r}")
     arr = pods["arrival_s"].to_numpy()
     bt = pods["bind_s"].to_numpy()
-    done = np.where(np.isnan(bt), pods["start_s"].to_numpy() + pods["cycle_s"].to_numpy(), bt)
+    done = np.where(np.isnan(bt), pods["end_s"].to_numpy(), bt)
     last = float(np.nanmax(done)) if len(pods) else 0.0
     end = max(last, float(arr.max()) if len(arr) else 0.0) if end_s is None else end_s
     nb = max(1, int(np.ceil(end / bin_s + 1e-9)))
