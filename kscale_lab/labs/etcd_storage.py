@@ -125,18 +125,21 @@ class EtcdStorageLab(Lab):
 
     # ---- the write stream ------------------------------------------------------------------
     def stream(self, p: Mapping[str, Any]) -> dict:
-        """Per kind: ``(writes/s, value bytes, number of keys)`` of the cluster's write stream."""
+        """Per kind: ``(writes/s, bytes per write, number of keys, bytes per stored object)``
+        of the cluster's write stream."""
         n = int(p["nodes"])
         lease_r, post_r, _ = _heartbeat_rates(p["heartbeat_stream"], p)
         c = Costs.from_params({k: p[k] for k in COST_PARAMS.defaults()})
         n_other = max(int(p["objects"]) - 2 * n - int(p["pods"]), 1)
         ev_rate = p["pod_churn"] * p["events_per_pod"]
         return {
-            "lease": (n * lease_r, float(p["lease_object_bytes"]), n),
-            "node": (n * post_r, float(p["node_object_bytes"]), n),
-            "pod": (p["pod_churn"] * POD_WRITES_PER_LIFECYCLE, float(p["pod_bytes"]), max(int(p["pods"]), 1)),
-            "event": (ev_rate, float(p["event_bytes"]), int(round(ev_rate * p["event_ttl"]))),
-            "other": (p["other_requests"] * c.background_write_share, float(p["other_request_bytes"]), n_other),
+            "lease": (n * lease_r, float(p["lease_object_bytes"]), n, float(p["lease_object_bytes"])),
+            "node": (n * post_r, float(p["node_object_bytes"]), n, float(p["node_object_bytes"])),
+            "pod": (p["pod_churn"] * POD_WRITES_PER_LIFECYCLE, float(p["pod_bytes"]), max(int(p["pods"]), 1),
+                    float(p["pod_bytes"])),
+            "event": (ev_rate, float(p["event_bytes"]), int(round(ev_rate * p["event_ttl"])), float(p["event_bytes"])),
+            "other": (p["other_requests"] * c.background_write_share, float(p["other_request_bytes"]), n_other,
+                      float(p["other_object_bytes"])),
         }
 
     def groups(self, p: Mapping[str, Any]) -> dict:
@@ -162,7 +165,7 @@ class EtcdStorageLab(Lab):
         check_memory(_memory_estimate(st, steps, ev_new, p), f"{sc.nodes:,} nodes, etcd storage")
         page = int(p["bbolt_page_size"])
         # initial live bytes per kind, and the db file: live + filler + free pages
-        live_kind = {k: st[k][2] * float(c.page_bytes(st[k][1])) for k in KINDS}
+        live_kind = {k: st[k][2] * float(c.page_bytes(st[k][3])) for k in KINDS}
         live_total = sum(live_kind.values())
         D, h = float(p["db_size_bytes"]), float(p["free_fraction"])
         live = max(live_total, (1.0 - h) * D)
@@ -498,7 +501,7 @@ class _Mix:
 
 
 def _mix(st: dict, p: Mapping) -> _Mix:
-    rates = {k: float(v[0]) for k, v in st.items() if v[0] > 0}
+    rates = {k: float(v[0]) for k, v in st.items() if v[0] > 0}  # v: (rate, write bytes, keys, object bytes)
     elems = {k: int(B.element_bytes(st[k][1], KEY_BYTES[k], p["kv_framing_bytes"])) for k in rates}
     return _Mix(rates, elems)
 
@@ -554,12 +557,12 @@ class _GroupStore:
         sizes, kbytes, self.offset = [], [], {}
         off = 0
         for k in kinds:
-            rate, vb, n = st[k]
+            rate, vb, n, ob = st[k]
             n_keys = n + (ev_new if k == "event" else 0)
             self.offset[k] = off
-            sizes.append(np.full(n_keys, vb if k != "event" else 0.0))
+            sizes.append(np.full(n_keys, ob if k != "event" else 0.0))
             if k == "event":
-                sizes[-1][:n] = vb
+                sizes[-1][:n] = ob
             kbytes.append(np.full(n_keys, KEY_BYTES[k]))
             off += n_keys
         n_fill = int(math.ceil(filler_bytes / FILL_VALUE)) if filler_bytes > 0 else 0
@@ -594,7 +597,7 @@ class _GroupStore:
         keys, sizes = [], []
         rng = self.rng
         for k in self.kinds:
-            rate, vb, n = self.st[k]
+            rate, vb, n, _ = self.st[k]
             if rate <= 0:
                 continue
             m = int(rng.poisson(rate * dt))
@@ -672,13 +675,13 @@ def _stream_arrays(st: dict, duration: float, rng: np.random.Generator):
     key sizes, key bytes)``; Events are new keys, each expiring one as a tombstone."""
     offsets, key_sizes, key_bytes = {}, [], []
     off = 0
-    ev_rate, ev_vb, ev_live = st["event"]
+    ev_rate, ev_vb, ev_live, _ = st["event"]
     ev_new = int(math.ceil(ev_rate * duration * 1.2)) + 16
     for k in KINDS:
-        rate, vb, n = st[k]
+        rate, vb, n, ob = st[k]
         extra = ev_new if k == "event" else 0
         offsets[k] = off
-        ks = np.full(n + extra, vb)
+        ks = np.full(n + extra, ob)
         if k == "event":
             ks[n:] = 0.0
         key_sizes.append(ks)
@@ -686,7 +689,7 @@ def _stream_arrays(st: dict, duration: float, rng: np.random.Generator):
         off += n + extra
     times, keys, sizes = [], [], []
     for k in KINDS:
-        rate, vb, n = st[k]
+        rate, vb, n, _ = st[k]
         if rate <= 0:
             continue
         m = int(rng.poisson(rate * duration))
