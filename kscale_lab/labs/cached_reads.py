@@ -359,6 +359,9 @@ class CachedReadsLab(Lab):
                 if len(probes) else 0.0,
             "index_maintenance_ops_per_s": idx_ops / span,
             "index_maintenance_cpu_cores": idx_ops / span * costs.index_update_cpu_per_op,
+            # an involvedObject index: one insert per event created, one delete per event expired
+            "events_index_maintenance_ops_per_s": 2.0 * st.event_writes / (st.window + 5.0)
+            if (setting != "off" and p["events_watch_cache"] and p["events_index"]) else 0.0,
         }
 
     # -- claims ------------------------------------------------------------------------------
