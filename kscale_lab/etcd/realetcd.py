@@ -222,7 +222,8 @@ class RealEtcd:
     ``freelist_type`` "array" | "map" (``--experimental-backend-bbolt-freelist-type`` on
     3.4, ``--backend-bbolt-freelist-type`` on 3.5+), ``auto_compaction_mode`` and
     ``auto_compaction_retention``, ``progress_notify_interval`` (e.g. "2s"),
-    ``snapshot_count``, and ``extra_args`` passed as given.
+    ``snapshot_count``, and ``extra_args`` passed as given. ``data_dir_from``: start from a
+    copy of a saved data directory (:meth:`save_data_dir`) instead of an empty one.
     """
 
     def __init__(
@@ -239,6 +240,7 @@ class RealEtcd:
         name: str = "kscale",
         ready_timeout: float | None = None,
         tmp_root: str | None = None,
+        data_dir_from: str | os.PathLike | None = None,
     ):
         if quota_backend_bytes is not None and (
             not isinstance(quota_backend_bytes, int) or quota_backend_bytes < 0
@@ -267,6 +269,9 @@ class RealEtcd:
             PARAMS["ready_timeout"].default if ready_timeout is None else ready_timeout
         )
         self.tmp_root = tmp_root
+        if data_dir_from is not None and not (Path(data_dir_from) / "member").is_dir():
+            raise ParameterError("data_dir_from", f"must be an etcd data directory (with member/); got {data_dir_from!r}")
+        self.data_dir_from = data_dir_from
         self.proc: subprocess.Popen | None = None
         self.tmpdir: str | None = None
         self.version: tuple[int, int, int] | None = None
@@ -319,7 +324,10 @@ class RealEtcd:
         for _attempt in range(3):  # a picked port can be taken before etcd binds it
             self.tmpdir = tempfile.mkdtemp(prefix="kscale-etcd-", dir=self.tmp_root)
             os.chmod(self.tmpdir, 0o700)
-            self.data_dir.mkdir(mode=0o700)
+            if self.data_dir_from is not None:  # start from a copy of a saved db (see save_data_dir)
+                shutil.copytree(self.data_dir_from, self.data_dir)
+            else:
+                self.data_dir.mkdir(mode=0o700)
             os.chmod(self.data_dir, 0o700)  # etcd warns unless the data dir is 0700
             self.client_port, self.peer_port, self.metrics_port = _free_ports(3)
             logfh = open(self.log_path, "wb")
@@ -370,6 +378,21 @@ class RealEtcd:
             self._finalizer()  # runs _cleanup once
             self._finalizer = None
         self.proc = None
+
+    def save_data_dir(self, dest: str | os.PathLike) -> Path:
+        """Stop this etcd (SIGTERM to its PID) and copy its data directory to ``dest``, for a
+        later ``RealEtcd(data_dir_from=dest)``; the temporary directory goes as in :meth:`stop`."""
+        if self.proc is None:
+            raise EtcdStartError("etcd is not running")
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=120)
+        shutil.copytree(self.data_dir, dest)
+        self.stop()
+        return Path(dest)
 
     @property
     def running(self) -> bool:
