@@ -90,15 +90,16 @@ class BookmarksDashboard(Dashboard):
         from bokeh.plotting import figure
 
         S = self.sources
-        kw = dict(width=440, height=240, toolbar_location=None)
+        kw = dict(width=420, height=240, toolbar_location=None)
         # 1. RV ages against the tape's reach
         S["trace"] = ColumnDataSource(dict(t=[], reach=[], zero=[], a0=[], a1=[], a2=[], a3=[]))
         f1 = figure(title="how old is each client's RV? (shaded: what the tape still serves)",
                     x_axis_label="simulated minutes", y_axis_label="RV age (s)", **kw)
         f1.varea(x="t", y1="zero", y2="reach", source=S["trace"], color="#aed6f1", alpha=0.6,
                  legend_label="watch cache reaches back")
+        labels = ("selective watcher A", "selective watcher B", "selective watcher C", "a controller")
         self.trace_lines = [f1.step("t", f"a{k}", source=S["trace"], color=TRACE_COLORS[k], line_width=1.6,
-                                    mode="after", legend_label=f"client {k}") for k in range(4)]
+                                    mode="after", legend_label=labels[k]) for k in range(4)]
         self.restart_span = Span(location=10.0, dimension="height", line_dash="dashed", line_color="#c0392b")
         f1.add_layout(self.restart_span)
         f1.legend.location = "top_left"
@@ -150,8 +151,6 @@ class BookmarksDashboard(Dashboard):
             col = f"rv_age_s[{names[k]}]" if k < len(names) else None
             data[f"a{k}"] = tr[col].to_numpy() if col else np.full_like(t_min, np.nan)
             self.trace_lines[k].visible = col is not None
-            if col:
-                self.figures[0].legend.items[k + 1].label = {"value": names[k]}
         self.sources["trace"].data = data
         T = result.summary["params"]["restart_at"]
         self.restart_span.location = T / 60.0
@@ -192,6 +191,7 @@ def summary_html(lab, result, off) -> str:
     def pct(a, b):
         return f"{100 * a / b:.1f} % of off" if b else "-"
 
+    traced = ", ".join(f"{'ABC'[i]}: {n}" if i < 3 else n for i, n in enumerate(getattr(result, "trace_names", [])))
     rows = [
         ("pod events / s (all watchers' type)", fmt(sm["pod_events_per_s"]), ""),
         ("events per selective watcher / min", fmt(sm["selective_events_per_watcher_per_min"]), ""),
@@ -215,7 +215,8 @@ def summary_html(lab, result, off) -> str:
     target = claims["resync_restart_article"].article if "resync_restart_article" in claims else ""
     return (f"<div style='font-size:11px;line-height:1.3'><b>{SETTING_LABELS[result.setting]}</b>, "
             f"article: events to re-sync fall to {target}"
-            f"<table style='width:390px'>{body}</table></div>")
+            f"<table style='width:390px'>{body}</table>"
+            f"<div style='color:#666'>traced clients: {traced}</div></div>")
 
 
 def ratio_figure(df, param: str, x_label: str, metric: str = "restart_init_events", title: str = "",
