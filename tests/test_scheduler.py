@@ -163,6 +163,9 @@ def test_equivalence_tables_equal_exact_per_pod_evaluation(state, templates, dat
         feas = [c == PASS for c in codes]
         assert t.feas.tolist() == feas
         assert t.reach == [sum(c >= k for c in codes) for k in range(PASS + 1)]
+        assert list(t.fidx) == [i for i, f in enumerate(feas) if f]  # sorted feasible index
+        c0, c1 = t.static_counts()  # taint/affinity rejections never change with binds
+        assert c0[-1] == sum(c == 0 for c in codes) and c1[-1] == sum(c == 1 for c in codes)
         best, tied = ref.best_nodes(state, pod)
         assert t.max_score == best
         if best >= 0:
@@ -203,6 +206,7 @@ def test_vector_and_scalar_refresh_paths_match_fresh_evaluation(monkeypatch, sca
                 assert t.reach == [sum(c >= k for c in codes) for k in range(PASS + 1)]
                 assert t.max_score == ref.best_nodes(state, tp)[0]
                 assert sum(len(b) for b in t.buckets) == t.reach[PASS]
+                assert list(t.fidx) == [i for i, c in enumerate(codes) if c == PASS]
         if rng.random() < 0.7 or not bound:
             feas = np.flatnonzero(filter_codes(state, pod) == PASS)
             if feas.size:
@@ -233,6 +237,7 @@ def test_equivalence_refresh_counts_only_changed_nodes():
 def _run_checked(state, pods, mode, seed, **opts):
     """Schedule step by step, checking every decision against the reference."""
     s = Scheduler(state, mode, seed, **opts)
+    exhaustive = not s.relaxed_search and not s.round_robin
     for i, pod in enumerate(pods):
         feasible = [n for n in range(state.n) if ref.feasible(state, pod, n)]
         best, _ = ref.best_nodes(state, pod)
@@ -244,42 +249,53 @@ def _run_checked(state, pods, mode, seed, **opts):
         assert d.node in feasible, "bound to a node that fails a filter"
         assert d.best_score == best
         assert d.chosen_score == ref.score(state, pod, d.node)
-        if mode == "off":
+        codes, _ = ref.evaluate_all(state, pod)
+        want = [sum(c >= k for c in codes) for k in range(len(FILTER_PLUGINS))]
+        if pod.anti_affinity_group < 0:
+            want[3] = 0
+        if exhaustive:
             assert d.chosen_score == best
-            assert d.processed == state.n
-            codes, _ = ref.evaluate_all(state, pod)
-            want = [sum(c >= k for c in codes) for k in range(len(FILTER_PLUGINS))]
-            if pod.anti_affinity_group < 0:
-                want[3] = 0
-            assert list(d.filter_evals) == want
-            assert d.scored == len(feasible)
+            if s.equivalence_classes:  # every node visited, as a cached read
+                assert d.cache_filter_reads == state.n and d.cache_score_reads == len(feasible)
+                assert d.processed <= state.n
+            else:
+                assert d.processed == state.n
+                assert list(d.filter_evals) == want
+                assert d.scored == len(feasible)
         elif not d.batched:
-            k = s.num_to_find if mode == "upstream" else s.article_k
-            found, processed = ref.circular_first_feasible(state, pod, d.start, k)
+            found, processed = ref.circular_first_feasible(state, pod, d.start, s._k)
             assert d.node in found
             assert d.chosen_score == max(ref.score(state, pod, n) for n in found)
-            if mode == "upstream":
+            if s.equivalence_classes:
+                assert d.cache_filter_reads == processed and d.cache_score_reads == len(found)
+            if s.round_robin:
                 assert d.start == next_start
                 assert s.next_start == (next_start + processed) % state.n
-                if not opts.get("opportunistic_batching", True):
-                    assert d.processed == processed
-                    codes = [ref.first_failure(state, pod, (d.start + j) % state.n) for j in range(processed)]
-                    want = [sum(c >= k for c in codes) for k in range(len(FILTER_PLUGINS))]
-                    if pod.anti_affinity_group < 0:
-                        want[3] = 0
-                    assert list(d.filter_evals) == want
+            if not s.equivalence_classes and not s.batching:
+                assert d.processed == processed
+                codes = [ref.first_failure(state, pod, (d.start + j) % state.n) for j in range(processed)]
+                want = [sum(c >= k for c in codes) for k in range(len(FILTER_PLUGINS))]
+                if pod.anti_affinity_group < 0:
+                    want[3] = 0
+                assert list(d.filter_evals) == want
         state.bind(d.node, pod)
     return s
 
 
 @pytest.mark.parametrize("mode,opts", [
     ("off", {}),
+    ("off", {"equivalence_classes": True}),  # the eCache of 2017-2018: exhaustive, cached
+    ("off", {"relaxed_search": True}),  # the article's random early stop alone
     ("article", {}),
     ("article", {"article_nodes_to_find": 3}),
+    ("article", {"equivalence_classes": False}),
+    ("article", {"relaxed_search": False}),
     ("upstream", {}),
     ("upstream", {"opportunistic_batching": False}),
     ("upstream", {"batching_rescore": True}),
     ("upstream", {"percentage_of_nodes_to_score": 10}),
+    ("upstream", {"relaxed_search": False}),
+    ("upstream", {"equivalence_classes": True, "batching_rescore": True}),
 ])
 @PROPS
 @given(state=clusters(), pods=pod_sequences(), seed=st.integers(0, 2**16))
@@ -386,3 +402,33 @@ def test_deterministic_for_a_seed(mode):
     c, _ = schedule_pods(make_nodes(500, np.random.default_rng(2), n_groups=1), pods, mode, seed=10)
     assert a.tolist() == b.tolist()
     assert a.tolist() != c.tolist()  # ties are broken at random
+
+
+def test_batch_list_uses_the_scores_of_its_own_cycle():
+    """The batch keeps a view of the class table and materialises it before the next
+    refresh; scores of nodes changed in between (pod deletions) are restored."""
+    from kscale_lab.scheduler.search import _Batch
+
+    seff = np.array([5, -1, 7, 7, 3, 9, 1, -1], dtype=np.int64)
+    original = seff.copy()
+    start, processed = 2, 5  # window = positions 2..6
+    b = _Batch(PodSpec(1, 1), start, seff[start:start + processed], 1, 4, seff.shape[0], 0.0, cursor=10)
+    log = [0] * 10 + [3, 5, 0, 6]  # 3 = the node bound last cycle (chosen), then deletions on 5, 0 and 6
+    saved = b.scores_before(log)
+    assert saved == {3: 9, 4: 1}  # 5 and 6 are in the window; 0 is not; 3 is the chosen one
+    seff[5], seff[6], seff[3] = 0, 100, 1  # the refresh of the next cycle
+    b.materialise(np.random.default_rng(0), saved)
+    want = [n for n in np.argsort(-original[2:7], kind="stable") + 2 if n != 3 and original[n] >= 0]
+    assert sorted(b.nodes) == sorted(want)
+    assert [-k for k, _ in b.keys] == sorted((original[n] for n in want), reverse=True)
+
+
+def test_relaxed_search_flags_and_their_validation():
+    state = make_nodes(300, np.random.default_rng(0), n_groups=1)
+    s = Scheduler(state, "off", relaxed_search=True)
+    assert s.relaxed_search and not s.round_robin and s._k == num_feasible_nodes_to_find(300)
+    s = Scheduler(state, "upstream", relaxed_search=False)
+    assert s.num_to_find == 300
+    with pytest.raises(ParameterError):
+        Scheduler(state, "upstream", relaxed_search=False, percentage_of_nodes_to_score=50)
+    assert Scheduler(state, "article", equivalence_classes=False).equivalence_classes is False

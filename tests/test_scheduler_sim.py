@@ -136,3 +136,43 @@ def test_default_burst_recomputes_quickly():
         assert m["pods"] > 3_000
         # not a timing assertion (see benchmarks/bench_scheduler.py); the run must stay interactive
         assert m["wall_time_s"] < 10
+
+
+def test_setting_defaults_and_switching_each_idea():
+    from kscale_lab.scheduler.sim import SETTING_DEFAULTS, resolve
+
+    assert SETTING_DEFAULTS["off"] == {}
+    assert resolve({}, "burst", "article")["equivalence_classes"] is True
+    assert resolve({"equivalence_classes": False}, "burst", "article")["equivalence_classes"] is False
+    m, _ = run("burst", "article", {**SMALL, "equivalence_classes": False})
+    assert m["cache_reads_per_pod"] == 0 and m["nodes_evaluated_per_pod"] < SMALL["nodes"]
+    m, _ = run("burst", "off", {**SMALL, "equivalence_classes": True})
+    assert m["cache_reads_per_pod"] == SMALL["nodes"] and m["best_score_share"] == 1.0
+    assert m["pod_classes"] >= 2
+
+
+def test_node_cost_factor_scales_per_node_work_and_calibrates():
+    from kscale_lab.scheduler.sim import calibrate_node_cost_factor, cycle_seconds
+
+    c1 = cycle_seconds("off", 2_000)
+    c2 = cycle_seconds("off", 2_000, {"node_cost_factor": 2.0})
+    c3 = cycle_seconds("off", 2_000, {"node_cost_factor": 3.0})
+    assert c2 > c1 and np.isclose(c3 - c2, c2 - c1)  # linear in the factor, the per-cycle overhead apart
+    f = calibrate_node_cost_factor(0.010, nodes=2_000)
+    assert np.isclose(cycle_seconds("off", 2_000, {"node_cost_factor": f}), 0.010, rtol=1e-6)
+    with pytest.raises(ParameterError):
+        calibrate_node_cost_factor(0.0)
+
+
+def test_time_series_counts_every_pod_once():
+    from kscale_lab.scheduler.sim import time_series
+
+    m, f = run("burst", "off", {**SMALL, "nodes": 2_000})
+    pods = f["pods"]
+    for bin_s in (0.25, 1.0, 7.0):
+        ts = time_series(pods, bin_s)
+        assert int(round((ts["pods_bound_per_s"] * bin_s).sum())) == m["scheduled"]
+        assert (ts["scheduler_pending_pods"] >= 0).all() and ts["scheduler_pending_pods"].iloc[-1] == 0
+        assert np.nanmax(ts["scheduler_pod_scheduling_sli_duration_seconds_p99"]) <= pods["latency_s"].max() + 1e-12
+    with pytest.raises(ParameterError):
+        time_series(pods, 0.0)
