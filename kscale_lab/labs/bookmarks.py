@@ -29,7 +29,7 @@ The switch ``bookmarks``:
 * ``off``: no bookmarks; a fixed tape per resource (1.15's ``--watch-cache-sizes``,
   by default the heuristic ``max(50 x nodes, 1000)`` pod events); relists served from
   the cache by a full scan (no index);
-* ``article``: Kubernetes 1.15 (KEP-956 alpha, the design Alibaba contributed): the
+* ``article``: Kubernetes 1.15 (KEP-956 alpha; the article: "built by Alibaba"): the
   same cache, and one bookmark 2 s before each watch's deadline;
 * ``upstream``: today's cacher: adaptive tape 100..102,400 events keeping ~75 s,
   a bookmark every minute and 2 s before the deadline, relists served from the cache

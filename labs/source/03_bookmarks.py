@@ -67,7 +67,7 @@ print(f"with a longer tape, watch from RV 5 -> {r.code}: {r.scanned} events re-r
 #   in the scalability tests, where every watch times out after 5-10 minutes and restarts. 1/40 is
 #   2.5 %: the article's 3 % is this figure.
 # - **Kubernetes 1.15** (the article's version) sent one bookmark, **2 s before a watch's deadline**
-#   ("For now we return 2s before deadline", PR #75474, written by Alibaba's engineer). It helps a
+#   ("For now we return 2s before deadline", PR #75474; the article: "built by Alibaba"). It helps a
 #   watch that ends at its timeout; it sends nothing before an API server goes away. Bookmarks every
 #   minute came in 1.19 (PR #90560).
 # - A restarted API server's cache starts empty at its own LIST. KEP-1904: clients resuming on it
@@ -217,7 +217,7 @@ for period in (15.0, 60.0, 120.0, 300.0):
 # **A short tape.** Many 1.15 clusters never set `--target-ram-mb`, and the pods' cache kept 1,000
 # events: 6 seconds at this churn. Without bookmarks nearly every watch restart of a kubelet ends in
 # 410 and a relist, which in 1.15 scanned all 200,000 pods to find the node's 20 (the cache's
-# `spec.nodeName` index for LIST came in 1.18). With a bookmark 2 s before the deadline, the same
+# `spec.nodeName` index for LIST came as an alpha in 1.18). With a bookmark 2 s before the deadline, the same
 # watch resumes.
 
 # %%
@@ -243,13 +243,13 @@ for o in ({"reconnect": "cold"}, {"reconnect": "cold", "relist_etcd_share": 1.0}
 
 # %% [markdown]
 # ## Upstream today
-# - **Bookmarks every minute** (PR #90560, 1.19) besides the one 2 s before the deadline, and the
+# - **Bookmarks every minute** (PR #90560, merged April 2020) besides the one 2 s before the deadline, and the
 #   watch cache's **capacity adapts** (PR #90091): 100 to 102,400 events, doubling while the
 #   oldest event is younger than `eventFreshDuration` = 75 s, halving when even the event a quarter
 #   back is older. 75 s = the bookmark period + 15 s, so a client's last bookmark stays on the tape.
 # - **Relists are served from the cache** (PR #86430: the 1.17.0 reflector relisted with its last
 #   RV and paging, which went to etcd and broke rolling upgrades, issue #86483), with the
-#   `spec.nodeName` **index** (SelectorIndex, PR #85445/#87939, by Alibaba).
+#   `spec.nodeName` **index** (SelectorIndex, PR #85445/#87939, alpha in 1.18).
 # - **KEP-1904** (1.20+): etcd progress notifications move every cache's RV, so bookmarks carry
 #   etcd's global revision and rolling upgrades of HA API servers stop forcing relists. A single
 #   API server that restarts still starts cold (issue #129194 asks to keep history across restarts).
