@@ -41,7 +41,7 @@ class EtcdStorageDashboard(Dashboard):
                                                 "hashmap (etcd 3.5+), 8 GiB quota"]),
             "db_gb": w.FloatLogSlider(value=2.0, base=10, min=0, max=2, step=0.05, description="db size (GB)",
                                       continuous_update=False, style=style, layout=lay, readout_format=".3g"),
-            "churn": w.IntSlider(value=20, min=0, max=200, step=5, description="pod churn (pods/s)",
+            "churn": w.IntSlider(value=20, min=0, max=100, step=5, description="pod churn (pods/s)",
                                  continuous_update=False, style=style, layout=lay),
             "compaction_min": w.IntSlider(value=5, min=1, max=30, step=1, description="compaction every (min)",
                                           continuous_update=False, style=style, layout=lay),
