@@ -261,7 +261,7 @@ def test_exercise_checks():
     assert check_class_key(lambda p: p["name"]).status == "not yet right"          # never shares a class
     assert check_class_key(lambda p: p["requests"]["cpu_m"]).status == "not yet right"  # unsound
     assert "hashable" in check_class_key(lambda p: p["requests"]).detail
-    ordered = lambda p: (p["requests"]["cpu_m"], tuple(p["node_selector"].items()), tuple(p["tolerations"]),  # noqa: E731
+    ordered = lambda p: (p["requests"]["cpu_m"], tuple(p["node_selector"].items()), tuple(p["tolerations"]),
                          tuple(p["required_zones"]), p["anti_affinity"], p["requests"]["mem_mib"])
     assert check_class_key(ordered).status == "not yet right"  # field order differs between replicas
     pods = make_pods(50, seed=3)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import call_student, verdict
+from . import Verdict, call_student, verdict
 
 EX1 = "Exercise 1 (the number of nodes to score)"
 EX2 = "Exercise 2 (an equivalence-class key)"
@@ -26,7 +26,7 @@ _SIZES = (0, 1, 50, 99, 100, 101, 150, 199, 200, 499, 500, 1_000, 1_250, 2_500, 
 _PERCENTAGES = (0, 1, 5, 10, 42, 50, 100)
 
 
-def check_nodes_to_score(fn) -> "Verdict":
+def check_nodes_to_score(fn) -> Verdict:
     """``fn(num_all_nodes, percentage_of_nodes_to_score)`` -> feasible nodes to find."""
     from ..scheduler.search import num_feasible_nodes_to_find
 
@@ -130,7 +130,7 @@ def _differs(a: dict, b: dict) -> str:
     return ""
 
 
-def check_class_key(fn) -> "Verdict":
+def check_class_key(fn) -> Verdict:
     """``fn(pod: dict)`` -> a hashable key. Sound: pods that share a key have the same
     requests, node selector, required zones, tolerations and anti-affinity (so every
     filter and score gives them the same answer on every node). Useful: replicas of
@@ -170,7 +170,7 @@ def check_class_key(fn) -> "Verdict":
 
 
 # ----------------------------------------------------------------------------- exercise 3
-def check_burst_needed(answer, target_s: float = 10.0, setting: str = "off", nodes: int = 10_000) -> "Verdict":
+def check_burst_needed(answer, target_s: float = 10.0, setting: str = "off", nodes: int = 10_000) -> Verdict:
     """``answer``: the smallest burst (pods) with which the unoptimised scheduler's p99
     scheduling latency at 10k nodes reaches ``target_s`` (to within 20 %)."""
     from ..labs.scheduler import LAB

@@ -37,7 +37,7 @@ from ..cluster import RunResult
 from ..errors import ParameterError
 from ..params import Param, ParamSet
 from ..scheduler import sim
-from ..scheduler.search import MODES, num_feasible_nodes_to_find
+from ..scheduler.search import num_feasible_nodes_to_find
 from .base import Lab
 
 LAB_PARAMS = ParamSet([

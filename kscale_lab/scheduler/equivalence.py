@@ -69,9 +69,10 @@ class ClassTable:
         hist = np.bincount(code, minlength=PASS + 1)
         #: reach[k] = nodes whose code >= k (they reach plugin k); reach[PASS] = feasible
         self.reach = np.cumsum(hist[::-1])[::-1].astype(np.int64).tolist()
-        self.hist = np.bincount(self.score[self.feas], minlength=MAX_TOTAL_SCORE + 1).astype(np.int64)
-        nz = np.flatnonzero(self.hist)
-        self.max_score = int(nz[-1]) if nz.size else -1
+        #: feasible nodes per score (a list: updated one node at a time)
+        self.hist = np.bincount(self.score[self.feas], minlength=MAX_TOTAL_SCORE + 1).tolist()
+        self.max_score = -1
+        self._fix_max(MAX_TOTAL_SCORE)
         self.cursor = len(state.dirty)
         #: the feasible nodes, sorted: the k-th feasible node after any start by bisection
         self.fidx = array("q", np.flatnonzero(self.feas).tolist())
@@ -108,8 +109,9 @@ class ClassTable:
         b.append(n)
 
     # -- refresh ---------------------------------------------------------------
-    def _fix_max(self) -> None:
-        m = self.max_score
+    def _fix_max(self, m: int | None = None) -> None:
+        """Highest score with a feasible node, searching down from ``m`` (default: the current)."""
+        m = self.max_score if m is None else m
         hist = self.hist
         while m >= 0 and hist[m] == 0:
             m -= 1
@@ -208,8 +210,14 @@ class ClassTable:
                 insort(fidx, n)
             else:
                 del fidx[bisect_left(fidx, n)]
-        np.subtract.at(self.hist, s_old[f_old], 1)
-        np.add.at(self.hist, s_new[f_new], 1)
+        hist = self.hist
+        for v in s_old[f_old].tolist():
+            hist[v] -= 1
+        top = self.max_score
+        for v in s_new[f_new].tolist():
+            hist[v] += 1
+            if v > top:
+                top = v
         if self.buckets is not None:
             for n, fo, so, fn, sn in zip(nodes[changed].tolist(), f_old[changed].tolist(), s_old[changed].tolist(),
                                          f_new[changed].tolist(), s_new[changed].tolist()):
@@ -221,8 +229,7 @@ class ClassTable:
         self.feas[nodes] = f_new
         self.score[nodes] = s_new
         self.seff[nodes] = np.where(f_new, s_new, -1)
-        nz = np.flatnonzero(self.hist)
-        self.max_score = int(nz[-1]) if nz.size else -1
+        self._fix_max(top)
         return int(nodes.size), r_new.astype(np.int64).tolist(), int(f_new.sum())
 
     def static_counts(self) -> tuple[list[int], list[int]]:

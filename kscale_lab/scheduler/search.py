@@ -78,6 +78,11 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 _PRE = tuple(tuple(1 if k <= c else 0 for k in range(PASS + 1)) for c in range(PASS + 1))
 
 
+def _add(a, b) -> tuple:
+    """Element-wise sum of two per-plugin count vectors (length PASS+1)."""
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3], a[4] + b[4])
+
+
 def _nz(a: np.ndarray) -> np.ndarray:
     return a.nonzero()[0]
 
@@ -395,8 +400,9 @@ class Scheduler:
         eq = self.equivalence_classes
         b = self._batch
         saved = None
+        sig = self.signature(pod) if self.batching else None
         if b is not None:
-            if self._batch_compatible(pod, now):
+            if self._batch_compatible(sig, now):
                 log = self.state.dirty
                 if b.nodes is None and len(log) - b.cursor > 1:  # pods deleted since: keep the stored scores
                     saved = b.scores_before(log)
@@ -437,12 +443,12 @@ class Scheduler:
             hint = b.nodes[b.head]
             b.head += 1
             c = t.code.item(hint)  # evaluateNominatedNode: the filters on the hinted node only
-            pre = [a + p for a, p in zip(pre, _PRE[c])]
+            pre = _add(pre, _PRE[c])
             if c == PASS:
                 self._last = (self.cycle, hint, True)
                 self.batched_pods += 1
                 if eq:
-                    reach = [a + p for a, p in zip(fresh, pre)]
+                    reach = _add(fresh, pre)
                     return Decision(hint, dirty + 1, reach[0], reach[1], reach[2],
                                     reach[3] if t.has_interpod else 0, reach[INTERPOD], fresh_scored + pre_scored,
                                     0, 0, t.score.item(hint), t.max_score, True, created, -1)
@@ -454,7 +460,7 @@ class Scheduler:
         if self.round_robin:
             self.next_start = (start + processed) % n
         if eq:
-            reach = fresh if pre is None else [a + p for a, p in zip(fresh, pre)]
+            reach = fresh if pre is None else _add(fresh, pre)
             fresh_nodes = dirty + (hint >= 0)
             scored = fresh_scored + pre_scored
             reads, score_reads = processed, found
@@ -464,7 +470,7 @@ class Scheduler:
             else:
                 reach = self._range_reach(t, start, processed, found)
             if pre is not None:
-                reach = [a + p for a, p in zip(reach, pre)]
+                reach = _add(reach, pre)
             fresh_nodes = processed + (hint >= 0)
             # "When only one node after predicate, just use it": no scoring
             scored = (found if found > 1 else 0) + pre_scored
@@ -477,20 +483,19 @@ class Scheduler:
                             -1, -1, False, created, start)
         self._last = (self.cycle, node, True)
         if self.batching:
-            sig = self.signature(pod)
             self._batch = (_Batch(sig, start, window, j, found, n, now, len(self.state.dirty))
                            if sig is not None and found > 1 else None)
         return Decision(node, fresh_nodes, reach[0], reach[1], reach[2], e3, reach[INTERPOD], scored, reads,
                         score_reads, t.score.item(node), t.max_score, False, created, start)
 
-    def _batch_compatible(self, pod: PodSpec, now: float) -> bool:
+    def _batch_compatible(self, sig, now: float) -> bool:
         """KEP-5598: may this pod use the previous cycle's sorted list? Same signature,
         consecutive cycles, the previous one succeeded, the list is not empty and not
         older than maxBatchAge."""
         b = self._batch
         last_cycle, _, ok = self._last
         return (ok and last_cycle == self.cycle - 1 and len(b) > 0 and now - b.created <= self.max_batch_age_s
-                and self.signature(pod) == b.signature)
+                and sig is not None and sig == b.signature)
 
 
 def schedule_pods(

@@ -281,15 +281,17 @@ class CostModel:
         read_f = 3 + n_other_f
 
         def cycle(d) -> float:
-            """Seconds of the cycle that produced Decision ``d``."""
-            _, items, e0, e1, e2, e3, other, sc, reads, score_reads = d[:10]
-            work = (e0 + e1 + e2 + other * n_other_f) * c_f + e3 * c_ip
+            """Seconds of the cycle that produced Decision ``d`` (fields by position: see Decision)."""
+            items = d[1]
+            work = (d[2] + d[3] + d[4] + d[6] * n_other_f) * c_f + d[5] * c_ip
             t = base + (work if items <= 1 else work / (speedup if items >= speedup else items))
+            sc = d[7]
             if sc:
                 work = sc * n_score * c_s
                 t += work if sc <= 1 else work / (speedup if sc >= speedup else sc)
+            reads = d[8]
             if reads:
-                work = (reads * read_f + score_reads * n_score) * c_read
+                work = (reads * read_f + d[9] * n_score) * c_read
                 t += work if reads <= 1 else work / (speedup if reads >= speedup else reads)
             return t
 
