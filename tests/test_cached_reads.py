@@ -13,7 +13,12 @@ from kscale_lab.apiserver.watchcache import INDEX_NAMES
 from kscale_lab.claims import claims_table, load_claims
 from kscale_lab.errors import ParameterError
 from kscale_lab.labs.base import get_lab
-from kscale_lab.labs.cached_reads import LAB, cluster_state, index_maintenance_ops, kep2340_reproduction
+from kscale_lab.labs.cached_reads import (
+    LAB,
+    cluster_state,
+    index_maintenance_ops,
+    kep2340_reproduction,
+)
 
 SMALL = {"nodes": 1000, "events": 18_000, "kubelet_list_window": 20.0, "consistency_probes": 1000}
 
@@ -114,7 +119,7 @@ def test_a_lagging_watch_fails_the_article_read_and_falls_back_upstream():
 
 
 def test_consistency_kept_and_rv0_stale(small):
-    for s, r in small.items():
+    for r in small.values():
         assert r.summary["read_after_write_stale_share_consistent"] == 0.0
         assert r.summary["read_after_write_stale_share_rv0"] > 0.1
     later = LAB.run("article", dict(SMALL, read_after_write_delay=0.1)).summary
@@ -191,3 +196,24 @@ def test_every_describe_returns_the_same_pods(page, index, setting):
     req = r.requests
     comp = req[["rtt", "fresh", "queue", "etcd", "transfer", "decode", "filter", "encode", "client"]].sum(axis=1)
     assert np.allclose(comp, req["latency"])
+
+
+def test_dashboard_is_driven_from_python():
+    from kscale_lab.viz.cached_reads import CachedReadsDashboard, breakdown
+
+    dash = CachedReadsDashboard(nodes=1000)
+    assert dash.result.setting == "off"
+    off_total = dash.sources["breakdown"].data["total"][1]             # describe: LIST pods
+    dash.controls["switch"].value = "article"
+    assert dash.result.setting == "article"
+    assert dash.sources["breakdown"].data["total"][1] < off_total / 10
+    assert "article" in dash.summary.value and dash.seconds > 0
+    dash.controls["page_size"].value = 0
+    assert dash.result.summary["params"]["page_size"] == 0
+    dash.controls["events_cache"].value = "no"
+    assert dash.result.summary["params"]["events_watch_cache"] is False
+    cmp = dict(zip(dash.sources["compare"].data["x"], dash.sources["compare"].data["y"]))
+    assert cmp[("describe node", "off")] > cmp[("describe node", "article")]
+    assert set(breakdown(dash.result.requests)) >= {"row", "total", "fresh", "decode"}
+    with pytest.raises(KeyError):
+        CachedReadsDashboard(warp=9)

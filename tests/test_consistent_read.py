@@ -32,7 +32,14 @@ from kscale_lab.apiserver.consistent_read import (
     read_after_write_probes,
     wait_until_fresh,
 )
-from kscale_lab.apiserver.watchcache import DELETED, RTYPE_POD, ObjectSet, Selector, WatchCache, generate_cluster_writes
+from kscale_lab.apiserver.watchcache import (
+    DELETED,
+    RTYPE_POD,
+    ObjectSet,
+    Selector,
+    WatchCache,
+    generate_cluster_writes,
+)
 from kscale_lab.errors import ParameterError
 from kscale_lab.etcd.range_reads import (
     ETCD_READ_PARAMS,
@@ -404,7 +411,7 @@ def test_cache_list_uses_the_index_and_etcd_list_decodes_everything():
     sel = Selector(node=7)
     idx = cache_list("LIST pods", cache, sel, True, c)
     scan = cache_list("LIST pods", cache, sel, False, c)
-    et, plan = etcd_list("LIST pods", objs, sel, 500, False, c)
+    et, _ = etcd_list("LIST pods", objs, sel, 500, False, c)
     want = int((objs.node == 7).sum())
     assert idx.objects_returned == scan.objects_returned == et.objects_returned == want
     assert idx.objects_scanned == want and idx.index_used == "spec.nodeName"

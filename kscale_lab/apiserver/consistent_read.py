@@ -43,16 +43,24 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Mapping
 
 import numpy as np
 
 from ..costs import COST_PARAMS
 from ..errors import ParameterError
-from ..etcd.range_reads import ETCD_READ_PARAMS, KEP2340_TEST, EtcdReadWork, ListPlan, plan_list, plan_work, range_work
+from ..etcd.range_reads import (
+    ETCD_READ_PARAMS,
+    KEP2340_TEST,
+    EtcdReadWork,
+    ListPlan,
+    plan_list,
+    plan_work,
+    range_work,
+)
 from ..params import Param, ParamSet
-from .watchcache import EVERYTHING, UNSET, ObjectSet, Selector, WatchCache
+from .watchcache import ObjectSet, Selector, WatchCache
 
 NS = 1e-9
 
@@ -114,7 +122,7 @@ APISERVER_READ_PARAMS = ParamSet([
     Param("progress_request_period", 0.1, "s",
           _CACHER + "progress/watch_progress.go: progressRequestPeriod = 100 ms",
           "upstream: period of etcd progress requests while a consistent read waits", lo=0.001, hi=60.0),
-    Param("etcd_progress_notify_bug", False, "",
+    Param("etcd_progress_notify_bug", False, "1",
           "etcd-io/etcd#15220 (fixed in v3.4.25 / v3.5.8): a progress notification could overtake an "
           "event of the same revision; KEP-2340 requires the fix",
           "etcd may deliver a progress notification before the events it covers (fault injection)",

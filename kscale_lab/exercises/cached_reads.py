@@ -6,14 +6,14 @@ import math
 
 import numpy as np
 
-from . import call_student, verdict
+from . import Verdict, call_student, verdict
 
 EX1 = "Exercise 1 (etcd round trips of one node's pods)"
 EX2 = "Exercise 2 (wait until fresh)"
 EX3 = "Exercise 3 (add an index and measure)"
 
 
-def check_round_trips(fn) -> "Verdict":
+def check_round_trips(fn) -> Verdict:
     """``fn(n_objects, limit, grow)`` -> etcd range requests of a LIST whose selector
     matches fewer than ``limit`` objects (the bucket never fills). Compared with the
     store's paging loop (:func:`kscale_lab.etcd.range_reads.plan_list`)."""
@@ -61,7 +61,7 @@ def _fresh_cases():
     return out
 
 
-def check_fresh_at(fn) -> "Verdict":
+def check_fresh_at(fn) -> Verdict:
     """``fn(t0, rv_t0, rv_at_request, event_rv, event_arrival, rv_fetch, notify_delay)`` ->
     the time the cache can answer a consistent read (the article's rule). Compared with
     :func:`kscale_lab.apiserver.consistent_read.wait_until_fresh` on 75 reads."""
@@ -100,7 +100,7 @@ def index_figures(overrides=None) -> dict:
             "upkeep_cpu_seconds_per_hour": upkeep_per_hour, "cpu_saved_per_describe": saved}
 
 
-def check_index(speedup, breakeven_describes_per_hour) -> "Verdict":
+def check_index(speedup, breakeven_describes_per_hour) -> Verdict:
     """The reader's two numbers against :func:`index_figures` (within 5 %)."""
     if speedup is None or breakeven_describes_per_hour is None:
         return verdict(EX3, "not done yet", "Set speedup and breakeven_describes_per_hour.")

@@ -90,7 +90,7 @@ LAB_PARAMS = ParamSet([
           "etcd reads'",
           "limit of a LIST and of each etcd range it makes; 0 = no paging (one range for everything)",
           lo=0, hi=1_000_000, kind=int, flag="--chunk-size"),
-    Param("pods_index", True, "",
+    Param("pods_index", True, "1",
           "article section 5 (indexes: namespace, nodeName, labels); upstream's pod watch cache indexes "
           "spec.nodeName",
           "the watch cache's spec.nodeName index is used by LISTs of one node's pods", kind=bool),
@@ -99,19 +99,19 @@ LAB_PARAMS = ParamSet([
     Param("events", int(CHURN_PARAMS["core_events_per_s"].default * EVENT_TTL_DEFAULT), "events",
           "derived: core_events_per_s (50/s, kscale_lab.apiserver.watchcache, an assumption) x "
           "kube-apiserver --event-ttl default 1 h",
-          "Event objects stored (kubectl describe node searches them by involvedObject)",
-          lo=0, hi=5_000_000, kind=int),
+          "Event objects stored (kubectl describe node searches them by involvedObject); scales with nodes "
+          "if you set only nodes", lo=0, hi=5_000_000, kind=int),
     Param("node_event_share", 0.05, "1",
           "assumption: most events are about pods; about one in twenty is about a node",
           "share of events whose involvedObject is a Node", lo=0.0, hi=1.0),
-    Param("events_watch_cache", False, "",
+    Param("events_watch_cache", False, "1",
           "kubernetes pkg/kubeapiserver/default_storage_factory_builder.go DefaultWatchCacheSizes: "
           "events 0 (no watch cache); the article setting caches them (assumption: its 0.3 s needs it)",
           "events have a watch cache (else every events LIST goes to etcd)", kind=bool),
-    Param("events_index", False, "",
+    Param("events_index", False, "1",
           "upstream keeps no index on involvedObject (exercise: add one and measure)",
           "the events cache indexes involvedObject.name", kind=bool),
-    Param("list_from_cache_snapshot", True, "",
+    Param("list_from_cache_snapshot", True, "1",
           "KEP-4988 ListFromCacheSnapshot: alpha 1.33, beta (on by default) 1.34",
           "upstream: continuation pages are served from the cache's snapshots (else from etcd)", kind=bool),
     Param("kubelet_list_share", 1.0, "1",
@@ -277,6 +277,15 @@ class CachedReadsLab(Lab):
     params = (LAB_PARAMS + READ_PARAMS + _subset(SCENARIO_PARAMS, _SCENARIO_USED)
               + _subset(CHURN_PARAMS, _CHURN_USED) + _subset(COST_PARAMS, _COST_USED))
     setting_defaults = {"article": {"events_watch_cache": True}}
+
+    def resolve(self, setting: str, overrides: Mapping[str, Any] | None = None) -> dict:
+        """As :meth:`Lab.resolve`; a user who sets ``nodes`` but not ``events`` gets the
+        default's events per node (18 per node), as pods scale with nodes."""
+        p = super().resolve(setting, overrides)
+        given = {self.params[k].name for k in (overrides or {})}
+        if "nodes" in given and "events" not in given:
+            p["events"] = int(round(self.params["events"].default * p["nodes"] / 10_000))
+        return p
 
     # -- one run -----------------------------------------------------------------------------
     def run(self, setting: str, overrides: Mapping[str, Any] | None = None) -> CachedReadsResult:

@@ -15,7 +15,7 @@ ROWS = [("describe node", "GET node", "describe: GET node"),
         ("describe node", "kubectl", "describe: kubectl"),
         ("get nodes", "LIST nodes", "get nodes: LIST"),
         ("get nodes", "kubectl", "get nodes: kubectl"),
-        ("kubelet LIST storm", "kubelet LIST pods", "kubelet LIST (median)")]
+        ("kubelet LIST storm", "kubelet LIST pods", "kubelet LIST (no queue)")]
 LABELS = [r[2] for r in ROWS]
 COMPONENT_COLORS = dict(zip(COMPONENTS, ("#95a5a6", "#8e44ad", "#7f8c8d", "#c0392b", "#e67e22", "#d35400",
                                          "#27ae60", "#2980b9", "#34495e")))
@@ -26,13 +26,21 @@ SCENARIO_ORDER = ("describe node", "get nodes", "kubelet LIST p99")
 
 
 def breakdown(requests) -> dict:
-    """Per row of :data:`ROWS`: the latency components (seconds), for a ColumnDataSource."""
+    """Per row of :data:`ROWS`: the latency components (seconds), for a ColumnDataSource.
+    The storm's median kubelet LIST is shown without its queueing (the storm plot shows
+    the queues), so that one request of each kind is on the same scale."""
     out = {"row": LABELS}
     idx = {(r.scenario, r.kind): r for r in requests.itertuples()}
+
+    def value(s, k, c):
+        if (s, k) not in idx or (c == "queue" and s == "kubelet LIST storm"):
+            return 0.0
+        return float(getattr(idx[(s, k)], c))
+
     for c in COMPONENTS:
-        out[c] = [float(getattr(idx[(s, k)], c)) if (s, k) in idx else 0.0 for s, k, _ in ROWS]
-    out["total"] = [float(getattr(idx[(s, k)], "latency")) if (s, k) in idx else 0.0 for s, k, _ in ROWS]
-    out["source"] = [str(getattr(idx[(s, k)], "source")) if (s, k) in idx else "" for s, k, _ in ROWS]
+        out[c] = [value(s, k, c) for s, k, _ in ROWS]
+    out["total"] = [sum(out[c][i] for c in COMPONENTS) for i in range(len(ROWS))]
+    out["source"] = [str(idx[(s, k)].source) if (s, k) in idx else "" for s, k, _ in ROWS]
     return out
 
 
@@ -96,7 +104,7 @@ class CachedReadsDashboard(Dashboard):
 
     def make_figures(self):
         from bokeh.layouts import gridplot
-        from bokeh.models import ColumnDataSource, FactorRange, HoverTool
+        from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Legend
         from bokeh.plotting import figure
 
         S = self.sources
@@ -105,14 +113,13 @@ class CachedReadsDashboard(Dashboard):
                                                **empty))
         kw = dict(width=440, height=260, toolbar_location=None)
         f1 = figure(title="latency breakdown, one request of each kind", y_range=FactorRange(*reversed(LABELS)),
-                    x_axis_label="seconds", **kw)
-        f1.hbar_stack(list(COMPONENTS), y="row", height=0.7, source=S["breakdown"],
-                      color=[COMPONENT_COLORS[c] for c in COMPONENTS],
-                      legend_label=[COMPONENT_LABELS[c] for c in COMPONENTS])
-        f1.legend.label_text_font_size = "7pt"
-        f1.legend.location = "bottom_right"
-        f1.legend.spacing = 0
-        f1.legend.padding = 2
+                    x_axis_label="seconds", width=440, height=330, toolbar_location=None)
+        bars = f1.hbar_stack(list(COMPONENTS), y="row", height=0.7, source=S["breakdown"],
+                             color=[COMPONENT_COLORS[c] for c in COMPONENTS])
+        f1.add_layout(Legend(items=[(COMPONENT_LABELS[c], [r]) for c, r in zip(COMPONENTS, bars, strict=True)],
+                             orientation="horizontal", ncols=3, label_text_font_size="7pt", spacing=2, padding=2,
+                             margin=2, glyph_width=12, glyph_height=10), "below")
+        f1.x_range.start = 0
         f1.add_tools(HoverTool(tooltips=[("request", "@row"), ("total", "@total{0.000} s"), ("served by", "@source")]))
         self.breakdown_figure = f1
 
@@ -122,8 +129,8 @@ class CachedReadsDashboard(Dashboard):
         S["article"] = ColumnDataSource(dict(x=[("describe node", "off"), ("describe node", "article")],
                                              y=[claims["describe_node_off_s"].value,
                                                 claims["describe_node_article_s"].value]))
-        f2 = figure(title="off vs article vs upstream (x: article's figure)", x_range=FactorRange(*cats),
-                    y_axis_type="log", y_axis_label="seconds", **kw)
+        f2 = figure(title="the three settings (x: the article's figure)", x_range=FactorRange(*cats),
+                    y_axis_type="log", y_axis_label="seconds", width=440, height=330, toolbar_location=None)
         f2.vbar(x="x", top="y", bottom=1e-4, width=0.8, color="color", source=S["compare"])
         f2.scatter(x="x", y="y", source=S["article"], marker="x", size=14, line_width=3, color="#111")
         f2.xaxis.major_label_orientation = 1.0
@@ -133,10 +140,10 @@ class CachedReadsDashboard(Dashboard):
         S["cpu"] = ColumnDataSource(dict(row=LABELS, api=[0.0] * len(LABELS), etcd=[0.0] * len(LABELS)))
         f3 = figure(title="CPU per request: API server and etcd", y_range=FactorRange(*reversed(LABELS)),
                     x_axis_label="core-seconds", **kw)
-        f3.hbar_stack(["api", "etcd"], y="row", height=0.7, source=S["cpu"], color=["#2980b9", "#c0392b"],
-                      legend_label=["API server", "etcd (all members)"])
-        f3.legend.label_text_font_size = "8pt"
-        f3.legend.location = "bottom_right"
+        cpu_bars = f3.hbar_stack(["api", "etcd"], y="row", height=0.7, source=S["cpu"], color=["#2980b9", "#c0392b"])
+        f3.add_layout(Legend(items=[("API server", [cpu_bars[0]]), ("etcd (all members)", [cpu_bars[1]])],
+                             orientation="horizontal", label_text_font_size="8pt", padding=2, margin=2), "below")
+        f3.x_range.start = 0
 
         S["storm"] = ColumnDataSource(dict(t=[], api=[], etcd=[], rejected=[]))
         f4 = figure(title="kubelets LIST their pods at once: CPU in use", x_axis_label="seconds",
@@ -169,8 +176,8 @@ class CachedReadsDashboard(Dashboard):
         s = result.series
         self.sources["storm"].data = dict(t=s["time"].to_numpy(), api=s["apiserver_cpu_cores"].to_numpy(),
                                           etcd=s["etcd_cpu_cores"].to_numpy(), rejected=s["rejected_429"].to_numpy())
-        self.breakdown_figure.title.text = (f"latency breakdown ({SETTING_LABELS[setting]}): describe node "
-                                            f"{fmt(result.summary['describe_node_seconds'], 's')}")
+        self.breakdown_figure.title.text = (f"{setting}: describe node {fmt(result.summary['describe_node_seconds'], 's')}"
+                                            f", get nodes {fmt(result.summary['get_nodes_seconds'], 's')}")
         self.summary.value = summary_html(self.lab, result)
 
 
