@@ -824,6 +824,9 @@ def simulate(backend: EtcdBackend, times, keys, sizes, duration: float, compacti
             j = int(np.searchsorted(times, start, side="left"))
             j = min(j, i + limit)
         kind = "compaction" if start == comp_at else "put"
+        if kind == "put" and j == i:  # nothing pending: etcd skips the commit and restarts its timer
+            timer_at = start + T
+            continue
         delete = comp_queue.pop(0) if kind == "compaction" else None
         rec, ok = backend.put_commit(keys[i:j], sizes[i:j], delete_positions=delete, now=start, kind=kind)
         if backend.nospace and not any(e["event"] == "NOSPACE alarm" for e in events):
@@ -842,10 +845,12 @@ def simulate(backend: EtcdBackend, times, keys, sizes, duration: float, compacti
         t_end_prev = end
         if kind == "compaction":
             comp_at = end + sleep if comp_queue else math.inf
+            # the timer may have fired meanwhile: its commit waits for the lock, then runs
+            timer_at = max(timer_at, end)
+        elif start == timer_at:
+            timer_at = end + T   # the backend resets its timer after its own commit
         else:
-            timer_at = end + T if start == timer_at or timer_at <= end else timer_at
-        if timer_at < end:
-            timer_at = end + T
+            timer_at = max(timer_at, end)  # a batch-limit commit does not touch the timer
         k += 1
     commits = pd.DataFrame(rows)
     # put latencies: a put is applied when it arrives, unless the previous commit still holds
