@@ -103,10 +103,6 @@ PARAMS = ParamSet([
           "derived: mvccpb.KeyValue protobuf framing around key and value: 6 field tags, 2 length varints "
           "and 3 varints (create/mod revision, version) of 3-5 bytes each",
           "bytes an etcd revision stores besides its key and value", lo=0, hi=1000, kind=int),
-    Param("seq_fill_percent", 0.9, "1",
-          "etcd server/storage/backend/batch_tx.go: UnsafeSeqPut sets bucket.FillPercent = 0.9 for the "
-          "append-only revision keys (defragmentation uses 0.9 too)",
-          "how full bbolt packs a leaf before cutting it", lo=0.1, hi=1.0),
     Param("compaction_batch_limit", 1000, "revisions",
           "etcd 3.4 CHANGELOG / etcd-io/etcd PR #11034: compaction batches of 1k revisions (was 10k), "
           "10 ms apart; mvcc/kvstore_compaction.go commits each batch (ForceCommit)",
@@ -168,9 +164,15 @@ def _p(params: Mapping | None) -> dict:
     base = F.PARAMS.resolve({k: v for k, v in (params or {}).items() if k in F.PARAMS and k not in PARAMS})
     own = PARAMS.resolve({k: v for k, v in (params or {}).items() if k in PARAMS})
     base.update(own)
-    for k, v in (params or {}).items():  # page size / fill from the lab's cost parameters
-        if k == "bbolt_page_size":
-            base["page_size"] = int(v)
+    # page size and fill percent are the cost model's (kscale_lab.costs): bbolt_page_size, and
+    # bbolt_fill_percent = 0.9, what etcd's UnsafeSeqPut sets for its append-only revision keys
+    from ..costs import COST_PARAMS
+
+    params = params or {}
+    if "bbolt_page_size" in params:
+        base["page_size"] = int(COST_PARAMS["bbolt_page_size"].validate(params["bbolt_page_size"]))
+    base["bbolt_fill_percent"] = float(COST_PARAMS["bbolt_fill_percent"].validate(
+        params.get("bbolt_fill_percent", COST_PARAMS["bbolt_fill_percent"].default)))
     return base
 
 
@@ -315,7 +317,7 @@ class BboltBackend:
         self.p = _p(params)
         self.fp = _fl(self.p)
         self.page_size = int(self.p["page_size"])
-        self.fill = float(self.p["seq_fill_percent"])
+        self.fill = float(self.p["bbolt_fill_percent"])
         self.freelist_type = freelist_type
         self.pf = PageFile(make_freelist(freelist_type), 2)
         self.fanout = branch_fanout(self.page_size, self.fill)

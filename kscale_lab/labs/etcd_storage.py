@@ -507,7 +507,7 @@ def _mix(st: dict, p: Mapping) -> _Mix:
 
 
 def _law_key(p: Mapping) -> tuple:
-    return (float(p["backend_batch_interval"]), int(p["bbolt_page_size"]), float(p["seq_fill_percent"]),
+    return (float(p["backend_batch_interval"]), int(p["bbolt_page_size"]), float(p["bbolt_fill_percent"]),
             int(p["kv_framing_bytes"]), int(p["root_pages_per_commit"]), int(p["seed"]))
 
 
@@ -518,7 +518,7 @@ def _law(mix: _Mix, freelist: str, law_key: tuple) -> B.WorkLaw:
 @functools.lru_cache(maxsize=64)
 def _law_cached(mix_key: tuple, freelist: str, law_key: tuple) -> B.WorkLaw:
     T, page, fill, framing, root, seed = law_key
-    params = {"backend_batch_interval": T, "bbolt_page_size": page, "seq_fill_percent": fill,
+    params = {"backend_batch_interval": T, "bbolt_page_size": page, "bbolt_fill_percent": fill,
               "kv_framing_bytes": framing, "root_pages_per_commit": root}
     kinds = [k for k, _, _ in mix_key]
     rates = np.array([r for _, r, _ in mix_key])
@@ -538,7 +538,7 @@ def _stress_law(freelist: str, law_key: tuple) -> B.WorkLaw:
 @functools.lru_cache(maxsize=16)
 def _stress_law_cached(freelist: str, law_key: tuple) -> B.WorkLaw:
     T, page, fill, framing, root, seed = law_key
-    params = {"backend_batch_interval": T, "bbolt_page_size": page, "seq_fill_percent": fill,
+    params = {"backend_batch_interval": T, "bbolt_page_size": page, "bbolt_fill_percent": fill,
               "kv_framing_bytes": framing, "root_pages_per_commit": root}
     n = 320  # etcd-real section 4: measured puts/s x (interval + commit time)
     trace = B.allocation_trace(B.section4_trace(n, 12, seed + 2, params), params)
