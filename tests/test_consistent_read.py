@@ -307,8 +307,7 @@ def replay(w, log, until, progress_times, costs):
     """A real WatchCache fed with the pod events and progress notifications delivered
     at or before ``until``, in delivery order."""
     cache = WatchCache("pods", w.initial_pods, w.list_rv)
-    lag = costs.etcd_watch_latency + costs.watch_lag
-    ev_d = w.pods.time + lag
+    ev_d = w.pods.time + costs.etcd_watch_latency + costs.watch_lag   # the model's own float order
     until = until + 1e-9                                 # float sums of the same delays
     k = int(np.searchsorted(ev_d, until, side="right"))
     p = np.sort(np.asarray(progress_times, dtype=float))
