@@ -12,20 +12,25 @@ Modules:
 * :mod:`.equivalence` - per-class cached results, refreshed from the dirty log.
 * :mod:`.search` - the three strategies (``"off"``, ``"article"``, ``"upstream"``) and
   :func:`num_feasible_nodes_to_find`.
-* :mod:`.sim` - the scheduling queue in modelled time; ``run(scenario, setting, params)``.
+* :mod:`.sim` - the scheduling queue in modelled time; ``run(scenario, setting, params)``;
+  ``time_series``; ``calibrate_node_cost_factor``.
 * :mod:`.reference` - a slow per-node model for property tests.
 """
 
 from .cluster_state import NodeState, PodSpec, make_nodes, nodes_from_arrays
 from .equivalence import ClassTable, EquivalenceCache, equivalence_key
 from .plugins import FILTER_PLUGINS, SCORE_PLUGINS
-from .search import MODES, Decision, Scheduler, num_feasible_nodes_to_find, schedule_pods
-from .sim import PARAMS, SCENARIOS, compare, make_workload, run, simulate
+from .search import MODE_DEFAULTS, MODES, Decision, Scheduler, num_feasible_nodes_to_find, schedule_pods
+from .sim import (
+    PARAMS, SCENARIOS, SETTING_DEFAULTS, calibrate_node_cost_factor, compare, make_workload, prepare, run, simulate,
+    time_series,
+)
 
 __all__ = [
     "NodeState", "PodSpec", "make_nodes", "nodes_from_arrays",
     "ClassTable", "EquivalenceCache", "equivalence_key",
     "FILTER_PLUGINS", "SCORE_PLUGINS",
-    "MODES", "Decision", "Scheduler", "num_feasible_nodes_to_find", "schedule_pods",
-    "PARAMS", "SCENARIOS", "compare", "make_workload", "run", "simulate",
+    "MODE_DEFAULTS", "MODES", "Decision", "Scheduler", "num_feasible_nodes_to_find", "schedule_pods",
+    "PARAMS", "SCENARIOS", "SETTING_DEFAULTS", "calibrate_node_cost_factor", "compare", "make_workload", "prepare",
+    "run", "simulate", "time_series",
 ]

@@ -19,6 +19,14 @@ arrays) and converts the *counted* work into seconds with the cost parameters in
 ~10 s; scheduler_perf's throughput thresholds) are not in the code: they are what the
 lab compares its output against.
 
+The two ideas of the article are parameters, ``equivalence_classes`` and
+``relaxed_search``, whose defaults depend on the setting (:data:`SETTING_DEFAULTS`:
+both on in ``"article"``, relaxed search on in ``"upstream"``) and which a caller can
+switch one by one. ``node_cost_factor`` multiplies every per-node cost: 1 is today's
+kube-scheduler; :func:`calibrate_node_cost_factor` solves it for a published
+measurement (2018's scheduler_perf, 18.6 ms per pod at 5,000 nodes: about 8).
+:func:`time_series` turns the per-pod frame into what a dashboard scrapes each second.
+
 Metric names follow kube-scheduler (``pkg/scheduler/metrics/metrics.go``):
 ``scheduler_pod_scheduling_sli_duration_seconds`` (queue entry to bind; its older name
 ``scheduler_pod_scheduling_duration_seconds``), ``scheduler_scheduling_attempt_duration_seconds``

@@ -43,7 +43,8 @@ class SchedulerDashboard(Dashboard):
         lay = w.Layout(width="390px")
         return {
             "switch": w.ToggleButtons(options=[("off", "off"), ("article", "article"), ("upstream", "upstream")],
-                                      value="off", description="scheduler", style=style,
+                                      value="off", description="scheduler", style={"description_width": "80px",
+                                                                                   "button_width": "90px"},
                                       tooltips=["every pod evaluates every node",
                                                 "equivalence classes + relaxed random search",
                                                 "percentageOfNodesToScore + round robin + batching"]),
@@ -104,7 +105,7 @@ class SchedulerDashboard(Dashboard):
         S["series"] = ColumnDataSource(dict(t=[], p99=[], arrived=[], bound=[], pending=[], evaluated=[],
                                             reads=[]))
         S["gap"] = ColumnDataSource(dict(gap=[], share=[], label=[]))
-        kw = dict(width=430, height=240, toolbar_location=None)
+        kw = dict(width=400, height=240, toolbar_location=None)
         f1 = figure(title="scheduling latency (queue wait + cycle + bind)", y_axis_type="log",
                     x_axis_label="simulated seconds (when bound)", y_axis_label="seconds", **kw)
         f1.scatter("t", "latency", source=S["pods"], size=3, alpha=0.35, color="color")
