@@ -212,7 +212,7 @@ def test_dashboard_is_driven_from_python():
     assert dash.result.summary["params"]["page_size"] == 0
     dash.controls["events_cache"].value = "no"
     assert dash.result.summary["params"]["events_watch_cache"] is False
-    cmp = dict(zip(dash.sources["compare"].data["x"], dash.sources["compare"].data["y"]))
+    cmp = dict(zip(dash.sources["compare"].data["x"], dash.sources["compare"].data["y"], strict=True))
     assert cmp[("describe node", "off")] > cmp[("describe node", "article")]
     assert set(breakdown(dash.result.requests)) >= {"row", "total", "fresh", "decode"}
     with pytest.raises(KeyError):

@@ -290,8 +290,6 @@ class CachedReadsLab(Lab):
     # -- one run -----------------------------------------------------------------------------
     def run(self, setting: str, overrides: Mapping[str, Any] | None = None) -> CachedReadsResult:
         p = self.resolve(setting, overrides)
-        if p["pods"] < 0 or p["nodes"] < 1:
-            raise ParameterError("nodes", f"must be an integer in [1, 100000]; got {p['nodes']}")
         st = cluster_state(p)
         costs = ReadCosts.from_params(p)
         rng = np.random.default_rng([int(p["seed"]), 4])      # the same kubelets and probes in every setting

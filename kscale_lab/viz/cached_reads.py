@@ -18,7 +18,7 @@ ROWS = [("describe node", "GET node", "describe: GET node"),
         ("kubelet LIST storm", "kubelet LIST pods", "kubelet LIST (no queue)")]
 LABELS = [r[2] for r in ROWS]
 COMPONENT_COLORS = dict(zip(COMPONENTS, ("#95a5a6", "#8e44ad", "#7f8c8d", "#c0392b", "#e67e22", "#d35400",
-                                         "#27ae60", "#2980b9", "#34495e")))
+                                         "#27ae60", "#2980b9", "#34495e"), strict=True))
 COMPONENT_LABELS = {"rtt": "round trips", "fresh": "wait for fresh cache", "queue": "queueing",
                     "etcd": "etcd (quorum ranges)", "transfer": "transfer", "decode": "decode etcd objects",
                     "filter": "cache filter / index", "encode": "encode response", "client": "client"}
