@@ -128,7 +128,7 @@ WATCHCACHE_PARAMS = ParamSet([
     Param("resource_version_too_high_retry_seconds", 1, "s",
           _CACHER + "watch_cache.go: resourceVersionTooHighRetrySeconds = 1",
           "Retry-After of a 'Too large resource version' error", lo=0, hi=600, kind=int),
-    Param("bookmarks", "upstream", "",
+    Param("bookmarks", "upstream", "1",
           "off: no bookmarks (before v1.15); article: v1.15 (KEP-956 alpha), one bookmark 2 s "
           "before the deadline (1.15 cacher.go nextBookmarkTime); upstream: today's "
           "cache_watcher.go nextBookmarkTime, every defaultBookmarkFrequency and 2 s before "

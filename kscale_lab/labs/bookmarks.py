@@ -92,7 +92,7 @@ BOOKMARK_LAB_PARAMS = ParamSet([
           "assumption: the API server restarts 10 minutes after every client's last LIST (e.g. a previous "
           "restart); a longer uptime lets a rarely-served watcher's RV grow older",
           "time of the API server restart, counted from the clients' LIST at t = 0", lo=10.0, hi=3600.0),
-    Param("reconnect", "warm", "",
+    Param("reconnect", "warm", "1",
           "KEP-1904 (efficient watch resumption): a freshly started watch cache begins at its own LIST, so "
           "clients reconnecting to it 'almost always have a resource version that is out of the history "
           "window'; an HA peer's cache holds the history",
@@ -105,13 +105,13 @@ BOOKMARK_LAB_PARAMS = ParamSet([
           "fixed tape length of the pods' watch cache in the off and article settings; 0 = the 1.15 "
           "heuristic max(50 x nodes, 1000) (500,000 at 10k nodes); 1000 = a cluster without --target-ram-mb",
           lo=0, hi=MAX_INT32, kind=int, flag="--watch-cache-sizes"),
-    Param("selective_field", "spec.nodeName", "",
+    Param("selective_field", "spec.nodeName", "1",
           "kubelet: fieldSelector spec.nodeName=<node> (pkg/kubelet/config/apiserver.go); the namespace and "
           "label variants are assumptions (per-tenant operators, per-app sidecars)",
           "what the selective watchers (one per node) select on: their node (kubelets), one namespace out of "
           "`namespaces`, or one value of an app label out of `label_values`",
           choices=tuple(SELECTIVE_FIELDS), kind=str),
-    Param("list_uses_index", False, "",
+    Param("list_uses_index", False, "1",
           "1.15 cacher lists filter every object of the type; the watch cache's indexes for LIST (pods "
           "spec.nodeName) came with PR #85445/#87939 (SelectorIndex, alpha 1.18). The upstream setting uses it",
           "a relist served from the watch cache reads only the selector's index bucket (else it scans every "
