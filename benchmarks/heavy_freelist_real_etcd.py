@@ -56,6 +56,11 @@ def key(i: int) -> bytes:
     return f"/bench/key-{i:08d}".encode()
 
 
+def quota_for(db_bytes: float) -> int:
+    """A --quota-backend-bytes that the build and every restart on its db stay well under."""
+    return int(4 * db_bytes) + 2**30
+
+
 def build(db_bytes: float, threads: int, seed: int, work: Path) -> tuple[Path, int]:
     """Fill, delete a random half, compact, purge the WAL; returns (saved data dir, keys written)."""
     rng = np.random.default_rng(seed)
@@ -64,7 +69,7 @@ def build(db_bytes: float, threads: int, seed: int, work: Path) -> tuple[Path, i
     sizes = rng.integers(1024, 65536 + 1, size=n_keys)
     print(f"build: {n_keys:,} keys of 1-64 KiB ({sizes.sum() / 1e9:.2f} GB of values), {threads} threads")
     t0 = time.monotonic()
-    with RealEtcd(quota_backend_bytes=int(4 * db_bytes) + 2**30, tmp_root=str(work)) as etcd:
+    with RealEtcd(quota_backend_bytes=quota_for(db_bytes), tmp_root=str(work)) as etcd:
         def writer(w: int) -> None:
             c = etcd.client(timeout=120)
             r = np.random.default_rng([seed, w])
@@ -97,7 +102,8 @@ def build(db_bytes: float, threads: int, seed: int, work: Path) -> tuple[Path, i
               f"in use {st.db_size_in_use / 1e9:.2f} GB")
         raw = etcd.save_data_dir(work / "raw")
     # let etcd snapshot and purge the WAL so that every later start is quick
-    with RealEtcd(data_dir_from=raw, snapshot_count=100, extra_args=["--max-wals", "2"], tmp_root=str(work)) as etcd:
+    with RealEtcd(data_dir_from=raw, quota_backend_bytes=quota_for(db_bytes), snapshot_count=100,
+                  extra_args=["--max-wals", "2"], tmp_root=str(work), ready_timeout=300) as etcd:
         for i in range(300):
             etcd.c.put(b"/bench/purge", str(i))
         time.sleep(32)
@@ -107,8 +113,10 @@ def build(db_bytes: float, threads: int, seed: int, work: Path) -> tuple[Path, i
     return pristine, n_keys
 
 
-def measure(pristine: Path, freelist: str, puts: int, threads: int, n_keys: int, seed: int, work: Path) -> dict:
-    with RealEtcd(data_dir_from=pristine, freelist_type=freelist, tmp_root=str(work), ready_timeout=300) as etcd:
+def measure(pristine: Path, freelist: str, puts: int, threads: int, n_keys: int, seed: int, work: Path,
+            db_bytes: float) -> dict:
+    with RealEtcd(data_dir_from=pristine, freelist_type=freelist, quota_backend_bytes=quota_for(db_bytes),
+                  tmp_root=str(work), ready_timeout=300) as etcd:
         st = etcd.c.status()
         free_pages = (st.db_size - st.db_size_in_use) / 4096
         before = etcd.metrics(NAMES)
@@ -167,7 +175,7 @@ def main(argv=None) -> int:
         pristine, n_keys = build(args.db_gb * 1e9, 3, args.seed, work)
         rows = []
         for fl in ("array", "map", "map", "array"):
-            r = measure(pristine, fl, args.puts, args.threads, n_keys, args.seed + len(rows), work)
+            r = measure(pristine, fl, args.puts, args.threads, n_keys, args.seed + len(rows), work, args.db_gb * 1e9)
             rows.append(r)
             print(f"  {fl:>5}: {r['puts_per_s']:6.0f} puts/s, p50 {r['p50_ms']:5.1f} ms, p99 {r['p99_ms']:6.1f} ms, "
                   f"commit {r['commit_ms']:5.1f} ms (spill {r['spill_ms']:5.1f}, write {r['write_ms']:5.1f}) "
