@@ -432,3 +432,15 @@ def test_relaxed_search_flags_and_their_validation():
     with pytest.raises(ParameterError):
         Scheduler(state, "upstream", relaxed_search=False, percentage_of_nodes_to_score=50)
     assert Scheduler(state, "article", equivalence_classes=False).equivalence_classes is False
+
+
+@pytest.mark.parametrize("mode,opts", [("off", {}), ("upstream", {"opportunistic_batching": False,
+                                                                   "percentage_of_nodes_to_score": 100}),
+                                       ("article", {"article_nodes_to_find": 200})])
+def test_ties_are_broken_uniformly(mode, opts):
+    """200 identical empty nodes: every node ties, so each should be picked ~1/200 of the time."""
+    state = nodes_from_arrays([4000] * 200, [8192] * 200, [110] * 200, n_groups=1)
+    s = Scheduler(state, mode, 3, **opts)
+    counts = np.bincount([s.schedule_one(PodSpec(100, 128), bind=False).node for _ in range(20_000)], minlength=200)
+    expected_std = np.sqrt(100 * (1 - 1 / 200))
+    assert counts.min() > 0 and 0.8 * expected_std < counts.std() < 1.25 * expected_std

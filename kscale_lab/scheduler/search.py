@@ -152,6 +152,20 @@ class Decision(NamedTuple):
         return self[2:6]
 
 
+def _scores_before(start: int, window: np.ndarray, chosen: int, cursor: int, log: list, n: int) -> dict:
+    """Window position -> stored score, for the nodes in the dirty log after ``cursor``
+    (the chosen node excepted): read before a refresh overwrites them."""
+    saved = {}
+    size = window.shape[0]
+    for q in log[cursor:]:
+        off = q - start
+        if off < 0:
+            off += n
+        if off < size and off != chosen and off not in saved:
+            saved[off] = window.item(off)
+    return saved
+
+
 class _Batch:
     """KEP-5598 batch state: the previous cycle's scored nodes, best first.
 
@@ -184,15 +198,7 @@ class _Batch:
     def scores_before(self, log: list) -> dict:
         """Stored scores of the nodes changed since (other than the one just bound):
         read them before the class table is refreshed over them."""
-        saved = {}
-        n, start, size = self._n, self._start, self._window.shape[0]
-        for q in log[self.cursor:]:
-            off = q - start
-            if off < 0:
-                off += n
-            if off < size and off != self._chosen and off not in saved:
-                saved[off] = self._window.item(off)
-        return saved
+        return _scores_before(self._start, self._window, self._chosen, self.cursor, log, self._n)
 
     def materialise(self, rng: np.random.Generator, saved: dict | None = None) -> None:
         if self.nodes is None:
@@ -398,15 +404,24 @@ class Scheduler:
     def _relaxed(self, pod: PodSpec, now: float) -> Decision:
         """Stop after enough feasible nodes (random or round-robin start); batching upstream."""
         eq = self.equivalence_classes
+        # KEP-5598: the previous cycle's list is either pending (a tuple: signature, start,
+        # scores, chosen position, feasible found, created, dirty-log length) or materialised
         b = self._batch
         saved = None
         sig = self.signature(pod) if self.batching else None
         if b is not None:
-            if self._batch_compatible(sig, now):
-                log = self.state.dirty
-                if b.nodes is None and len(log) - b.cursor > 1:  # pods deleted since: keep the stored scores
-                    saved = b.scores_before(log)
+            last_cycle, _, ok = self._last
+            if type(b) is tuple:
+                usable = (ok and last_cycle == self.cycle - 1 and sig is not None
+                          and now - b[5] <= self.max_batch_age_s and sig == b[0])
+                if usable:
+                    log = self.state.dirty
+                    if len(log) - b[6] > 1:  # pods deleted since: keep the stored scores
+                        saved = _scores_before(b[1], b[2], b[3], b[6], log, self.n)
             else:
+                usable = (ok and last_cycle == self.cycle - 1 and sig is not None and len(b) > 0
+                          and now - b.created <= self.max_batch_age_s and sig == b.signature)
+            if not usable:
                 b = self._batch = None
         if eq:
             t, created, dirty, fresh, fresh_scored = self.cache.lookup(pod)
@@ -427,6 +442,8 @@ class Scheduler:
             if last_code == PASS and not self.rescore:
                 self._batch = None  # node not full: its stored score would be stale
             else:
+                if type(b) is tuple:
+                    b = self._batch = _Batch(b[0], b[1], b[2], b[3], b[4], self.n, b[5], b[6])
                 b.materialise(self.rng, saved)
                 use_batch = True
         pre_scored = 0
@@ -483,19 +500,10 @@ class Scheduler:
                             -1, -1, False, created, start)
         self._last = (self.cycle, node, True)
         if self.batching:
-            self._batch = (_Batch(sig, start, window, j, found, n, now, len(self.state.dirty))
+            self._batch = ((sig, start, window, j, found, now, len(self.state.dirty))
                            if sig is not None and found > 1 else None)
         return Decision(node, fresh_nodes, reach[0], reach[1], reach[2], e3, reach[INTERPOD], scored, reads,
                         score_reads, t.score.item(node), t.max_score, False, created, start)
-
-    def _batch_compatible(self, sig, now: float) -> bool:
-        """KEP-5598: may this pod use the previous cycle's sorted list? Same signature,
-        consecutive cycles, the previous one succeeded, the list is not empty and not
-        older than maxBatchAge."""
-        b = self._batch
-        last_cycle, _, ok = self._last
-        return (ok and last_cycle == self.cycle - 1 and len(b) > 0 and now - b.created <= self.max_batch_age_s
-                and sig is not None and sig == b.signature)
 
 
 def schedule_pods(
