@@ -166,6 +166,14 @@ def _scores_before(start: int, window: np.ndarray, chosen: int, cursor: int, log
     return saved
 
 
+def _decision(*fields) -> Decision:
+    """A :class:`Decision` built without the namedtuple's Python-level ``__new__`` (hot path)."""
+    return _tuple_new(Decision, fields)
+
+
+_tuple_new = tuple.__new__
+
+
 class _Batch:
     """KEP-5598 batch state: the previous cycle's scored nodes, best first.
 
@@ -295,6 +303,7 @@ class Scheduler:
         self._cycle = self._exhaustive if exhaustive else self._relaxed
         self.next_start = 0
         self.cycle = 0
+        self._last_pod = self._last_table = None
         self._batch: _Batch | None = None
         self._last = (-1, -1, False)  # (cycle, chosen node, succeeded)
         self.batched_pods = 0
@@ -394,11 +403,11 @@ class Scheduler:
         e3 = reach[3] if t.has_interpod else 0
         m = t.max_score
         if m < 0:
-            return Decision(-1, processed, reach[0], reach[1], reach[2], e3, reach[INTERPOD], scored, reads, 0,
+            return _decision(-1, processed, reach[0], reach[1], reach[2], e3, reach[INTERPOD], scored, reads, 0,
                             -1, -1, False, created, 0)
         b = t.buckets[m]
         node = b[int(self._rand() * len(b))] if len(b) > 1 else b[0]
-        return Decision(node, processed, reach[0], reach[1], reach[2], e3, reach[INTERPOD], scored, reads,
+        return _decision(node, processed, reach[0], reach[1], reach[2], e3, reach[INTERPOD], scored, reads,
                         score_reads, m, m, False, created, 0)
 
     def _relaxed(self, pod: PodSpec, now: float) -> Decision:
@@ -428,10 +437,14 @@ class Scheduler:
         else:
             # The class table is current for this pod, so reading it *is* running the
             # filters (or scores) on one node; those reads are counted as evaluations.
-            t = self.cache.tables.get(pod)
-            if t is None:
-                t = self.cache.lookup(pod, False)[0]
-            elif t.cursor != len(self.state.dirty):
+            if pod is self._last_pod:  # the same template object as last cycle: skip hashing it
+                t = self._last_table
+            else:
+                t = self.cache.tables.get(pod)
+                if t is None:
+                    t = self.cache.lookup(pod, False)[0]
+                self._last_pod, self._last_table = pod, t
+            if t.cursor != len(self.state.dirty):
                 t.refresh(self.state, False)
             created = False
         use_batch = False
@@ -466,10 +479,10 @@ class Scheduler:
                 self.batched_pods += 1
                 if eq:
                     reach = _add(fresh, pre)
-                    return Decision(hint, dirty + 1, reach[0], reach[1], reach[2],
+                    return _decision(hint, dirty + 1, reach[0], reach[1], reach[2],
                                     reach[3] if t.has_interpod else 0, reach[INTERPOD], fresh_scored + pre_scored,
                                     0, 0, t.score.item(hint), t.max_score, True, created, -1)
-                return Decision(hint, 1, pre[0], pre[1], pre[2], pre[3] if t.has_interpod else 0, pre[INTERPOD],
+                return _decision(hint, 1, pre[0], pre[1], pre[2], pre[3] if t.has_interpod else 0, pre[INTERPOD],
                                 pre_scored, 0, 0, t.score.item(hint), t.max_score, True, False, -1)
         n = self.n
         start = self.next_start if self.round_robin else int(self._rand() * n)
@@ -496,13 +509,13 @@ class Scheduler:
         if node < 0:
             self._batch = None
             self._last = (self.cycle, -1, False)
-            return Decision(-1, fresh_nodes, reach[0], reach[1], reach[2], e3, reach[INTERPOD], scored, reads, 0,
+            return _decision(-1, fresh_nodes, reach[0], reach[1], reach[2], e3, reach[INTERPOD], scored, reads, 0,
                             -1, -1, False, created, start)
         self._last = (self.cycle, node, True)
         if self.batching:
             self._batch = ((sig, start, window, j, found, now, len(self.state.dirty))
                            if sig is not None and found > 1 else None)
-        return Decision(node, fresh_nodes, reach[0], reach[1], reach[2], e3, reach[INTERPOD], scored, reads,
+        return _decision(node, fresh_nodes, reach[0], reach[1], reach[2], e3, reach[INTERPOD], scored, reads,
                         score_reads, t.score.item(node), t.max_score, False, created, start)
 
 
