@@ -259,9 +259,20 @@ class EquivalenceCache:
         self.state = state
         self.with_buckets = with_buckets
         self.tables: dict = {}
+        self._last = (None, None)  # (pod object, its table): replicas share one template object
 
     def __len__(self) -> int:
         return len(self.tables)
+
+    def get(self, pod: PodSpec) -> ClassTable | None:
+        """The table of ``pod``'s class as it stands (not refreshed), or None."""
+        last_pod, last_table = self._last
+        if pod is last_pod:
+            return last_table
+        t = self.tables.get(equivalence_key(pod))
+        if t is not None:
+            self._last = (pod, t)
+        return t
 
     def lookup(self, pod: PodSpec, count: bool = True) -> tuple[ClassTable, bool, int, list[int], int]:
         """The up-to-date table for ``pod``'s class.
@@ -270,18 +281,18 @@ class EquivalenceCache:
         every node (``dirty_nodes == n``); a known class re-evaluates only the nodes
         changed since its last lookup.
         """
-        key = equivalence_key(pod)
-        t = self.tables.get(key)
+        t = self.get(pod)
         if t is None:
             t = ClassTable(len(self.tables), pod, self.state, self.with_buckets)
-            self.tables[key] = t
+            self.tables[equivalence_key(pod)] = t
+            self._last = (pod, t)
             return t, True, self.state.n, list(t.reach), t.reach[PASS]
         d, reach, scored = t.refresh(self.state, count)
         return t, False, d, reach, scored
 
     def table(self, pod: PodSpec) -> ClassTable:
         """The up-to-date table for ``pod``'s class, without counting the work."""
-        t = self.tables.get(pod)
+        t = self.get(pod)
         if t is None:
             return self.lookup(pod)[0]
         if t.cursor != len(self.state.dirty):

@@ -303,7 +303,6 @@ class Scheduler:
         self._cycle = self._exhaustive if exhaustive else self._relaxed
         self.next_start = 0
         self.cycle = 0
-        self._last_pod = self._last_table = None
         self._batch: _Batch | None = None
         self._last = (-1, -1, False)  # (cycle, chosen node, succeeded)
         self.batched_pods = 0
@@ -394,10 +393,9 @@ class Scheduler:
             t, created, processed, reach, scored = self.cache.lookup(pod)
             reads, score_reads = n, t.reach[PASS]
         else:
-            cache = self.cache
-            t = cache.tables.get(pod)
+            t = self.cache.get(pod)
             created = t is None
-            t = cache.table(pod)
+            t = self.cache.table(pod)
             reach = t.reach
             processed, scored, reads, score_reads = n, reach[PASS], 0, 0
         e3 = reach[3] if t.has_interpod else 0
@@ -437,14 +435,10 @@ class Scheduler:
         else:
             # The class table is current for this pod, so reading it *is* running the
             # filters (or scores) on one node; those reads are counted as evaluations.
-            if pod is self._last_pod:  # the same template object as last cycle: skip hashing it
-                t = self._last_table
-            else:
-                t = self.cache.tables.get(pod)
-                if t is None:
-                    t = self.cache.lookup(pod, False)[0]
-                self._last_pod, self._last_table = pod, t
-            if t.cursor != len(self.state.dirty):
+            t = self.cache.get(pod)
+            if t is None:
+                t = self.cache.lookup(pod, False)[0]
+            elif t.cursor != len(self.state.dirty):
                 t.refresh(self.state, False)
             created = False
         use_batch = False
