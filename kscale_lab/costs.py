@@ -173,13 +173,17 @@ class Costs:
     def page_bytes(self, value_bytes):
         """Bytes of bbolt pages one stored revision occupies.
 
-        A value that does not fit in a page lives alone in a run of overflow pages
-        (whole pages); small values share leaf pages filled to ``bbolt_fill_percent``.
-        Works on numpy arrays.
+        etcd appends revisions in key order, so bbolt keeps cutting the rightmost leaf
+        (``node.go`` ``splitIndex``): a piece takes elements until the next would pass
+        ``page_size * bbolt_fill_percent`` (16 B page header included), but never fewer
+        than ``MinKeysPerPage`` = 2; a piece spans ``ceil((16 + k * element) / page)`` pages.
+        So a 15 KB Node takes 4 pages (2 per 8-page run), a 2.5 KB Pod a whole page (2 per
+        2-page run), a 350 B Lease 1/8 of a page. Works on numpy arrays.
         """
         import numpy as np
 
-        rec = np.asarray(value_bytes, dtype=np.float64) + self.mvcc_record_overhead
         page = float(self.bbolt_page_size)
-        big = rec > page * self.bbolt_fill_percent
-        return np.where(big, np.ceil(rec / page) * page, rec / self.bbolt_fill_percent)
+        element = np.asarray(value_bytes, dtype=np.float64) + self.mvcc_record_overhead
+        threshold = float(int(page * self.bbolt_fill_percent) - 16)
+        k = np.maximum(2.0, np.floor(threshold / element))
+        return np.ceil((16.0 + k * element) / page) * page / k

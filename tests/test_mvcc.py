@@ -98,7 +98,16 @@ def test_quota_is_never_exceeded_and_nospace_sticks(sizes, quota):
 def test_large_values_take_whole_pages_small_ones_share():
     _, costs = make()
     assert costs.page_bytes(15_000.0) == 4 * 4096            # etcd-real.md: 60k x 15 KB -> ~1 GB
-    assert costs.page_bytes(350.0) == pytest.approx((350 + 100) / 0.9)
+    assert costs.page_bytes(2_500.0) == 4096                 # two 2.6 KB elements do not fit in 90 % of a page
+    assert costs.page_bytes(350.0) == 4096 / 8               # eight Leases share a page
+
+
+def test_page_accounting_agrees_with_the_bbolt_page_model():
+    from kscale_lab.etcd.bbolt import packed_page_bytes
+
+    _, costs = make()
+    for v in (100.0, 350.0, 1024.0, 2500.0, 3000.0, 15_000.0, 100_000.0):
+        assert costs.page_bytes(v) == pytest.approx(packed_page_bytes(v, 47.0), rel=0.01)
 
 
 def test_compaction_frees_history_but_not_the_file():
