@@ -13,6 +13,8 @@ from kscale_lab.etcd import realetcd as R
 from kscale_lab.etcd.realetcd import EtcdNoSpace, RealEtcd
 
 no_etcd = pytest.mark.skipif(not R.etcd_available(), reason="etcd is not installed (apt-get install etcd-server)")
+if os.environ.get("KSCALE_LAB_REQUIRE_ETCD") == "1" and not R.etcd_available():
+    raise RuntimeError("etcd-server is required here (KSCALE_LAB_REQUIRE_ETCD=1) but not installed")
 
 
 # ----------------------------------------------------------------------------------------
@@ -196,3 +198,15 @@ def test_heartbeats_1k_nodes_one_minute():
     per_node_node = node.wal_bytes / node.nodes
     per_node_lease = lease.wal_bytes / lease.nodes
     assert 3.5 < per_node_node / per_node_lease < 7
+
+
+@pytest.mark.etcd
+@no_etcd
+def test_quota_lifecycle_demo_shows_history_nospace_compaction_and_defrag():
+    lines = []
+    steps = {s["step"]: s for s in R.quota_lifecycle(out=lines.append)}
+    assert len(lines) == 5
+    assert "refused" in steps["after NOSPACE"]["note"]
+    assert steps["after compaction"]["db_size"] >= steps["after NOSPACE"]["db_size"] - 2**20   # the file stays
+    assert steps["after defragmentation"]["db_size"] < steps["after compaction"]["db_size"] / 2
+    assert steps["after disarm: puts work again"]["revision"] == steps["after defragmentation"]["revision"] + 1

@@ -1151,3 +1151,43 @@ def _check_pos_int(name: str, v, hi: int) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= int(v) <= hi:
         raise ParameterError(name, f"must be an integer in [1, {hi}]; got {v!r}")
     return int(v)
+
+
+def quota_lifecycle(quota_bytes: int = 16 * 2**20, value_bytes: int = 2**20, versions: int = 8,
+                    out=print) -> list[dict]:
+    """History, compaction, the quota and defragmentation on a private real etcd.
+
+    Writes ``versions`` versions of one key (history keeps them all), then new keys until
+    etcd refuses with NOSPACE; compacts (pages are freed, the file stays), defragments
+    (the file shrinks), disarms the alarm and writes again. Prints one line per step with
+    ``out`` and returns the steps (revision, dbSize, dbSizeInUse, note)."""
+    steps: list[dict] = []
+    with RealEtcd(quota_backend_bytes=quota_bytes) as etcd:
+        c = etcd.c
+
+        def step(what: str, note: str = "") -> None:
+            s = c.status()
+            steps.append({"step": what, "revision": s.revision, "db_size": s.db_size,
+                          "db_size_in_use": s.db_size_in_use, "note": note})
+            out(f"{what:<34} revision {s.revision:>3}, dbSize {s.db_size / 2**20:5.1f} MiB, "
+                f"in use {s.db_size_in_use / 2**20:5.1f} MiB {note}".rstrip())
+
+        for _ in range(versions):
+            c.put("/registry/minions/node-1", os.urandom(value_bytes))
+        step(f"{versions} versions of one key")
+        note = "no refusal"
+        for i in range(4 * quota_bytes // value_bytes):
+            try:
+                c.put(f"/registry/minions/node-{i + 2}", os.urandom(value_bytes))
+            except EtcdNoSpace as err:
+                note = f"(put {i + 1} refused: {err.message}; alarms {c.alarms()})"
+                break
+        step("after NOSPACE", note)
+        c.compact(c.status().revision)
+        step("after compaction")
+        c.defragment()
+        step("after defragmentation")
+        c.disarm()
+        c.put("/registry/minions/node-1", b"small again")
+        step("after disarm: puts work again")
+    return steps

@@ -214,33 +214,12 @@ else:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-import os
-
-from kscale_lab.etcd.realetcd import EtcdNoSpace
+from kscale_lab.etcd.realetcd import quota_lifecycle
 
 if shutil.which("etcd") is None:
     print("etcd is not installed here: skipping.")
 else:
-    with RealEtcd(quota_backend_bytes=16 * 2**20) as etcd:
-        c = etcd.c
-        show_status = lambda what: print(f"{what:<34} revision {c.status().revision:>3}, dbSize "  # noqa: E731
-                                         f"{c.status().db_size / 2**20:5.1f} MiB, in use {c.status().db_size_in_use / 2**20:5.1f} MiB")
-        for i in range(8):
-            c.put("/registry/minions/node-1", os.urandom(2**20))  # one key, 8 versions of 1 MiB
-        show_status("8 versions of one 1 MiB key")
-        try:
-            for i in range(20):
-                c.put(f"/registry/minions/node-{i + 2}", os.urandom(2**20))
-        except EtcdNoSpace as err:
-            print(f"put {i + 1} refused: {err.message}; alarms: {c.alarms()}")
-        show_status("after NOSPACE")
-        c.compact(c.status().revision)
-        show_status("after compaction")
-        c.defragment()
-        show_status("after defragmentation")
-        c.disarm()
-        c.put("/registry/minions/node-1", b"small again")
-        print("after disarm: puts work again; alarms:", c.alarms())
+    quota_lifecycle(quota_bytes=16 * 2**20)
 
 # %% [markdown]
 # The heavy version of section 4 (a 4 GB fragmented db, array vs map; minutes and ~12 GB of disk)
