@@ -133,6 +133,8 @@ def test_notebook_renders_in_jupyterlab(server, browser, name):
                                ".some(e => e.textContent.includes('article (Alibaba 2019)'))", timeout=60_000)
         page.wait_for_timeout(1500)
         after = _canvas_png(page)
+        page.locator("canvas").first.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
         page.screenshot(path=str(art / f"{Path(name).stem}-after.png"))
         assert before != after, "the plot did not change when the switch was toggled"
     else:

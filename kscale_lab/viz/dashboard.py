@@ -1,4 +1,4 @@
-"""A "predict, then toggle" dashboard: controls on the left, live Bokeh plots.
+"""A "predict, then toggle" dashboard: controls and figures on top, live Bokeh plots below.
 
 :class:`Dashboard` is the reusable part: it owns the widgets (``controls``), the
 Bokeh data sources (``sources``), a summary panel, and reruns the lab whenever a
@@ -45,9 +45,12 @@ class Dashboard:
         self.update()
         for c in self.controls.values():
             c.observe(self._on_change, names="value")
-        left = w.VBox(list(self.controls.values()) + [self.status, self.summary],
-                      layout=w.Layout(width="400px", min_width="400px", flex="0 0 400px"))
-        self.widget = w.HBox([left, self.plot], layout=w.Layout(align_items="flex-start"))
+        # controls and the figures' summary side by side on top, the plots below: the
+        # 2x2 grid of plots (about 880 px) then fits a notebook next to JupyterLab's sidebar
+        left = w.VBox(list(self.controls.values()) + [self.status],
+                      layout=w.Layout(width="410px", min_width="410px", flex="0 0 410px"))
+        right = w.VBox([self.summary], layout=w.Layout(flex="1 1 auto", margin="0 0 0 16px"))
+        self.widget = w.VBox([w.HBox([left, right], layout=w.Layout(align_items="flex-start")), self.plot])
 
     # -- to be provided by a lab's dashboard --------------------------------------------
     def make_controls(self) -> dict:
