@@ -43,3 +43,34 @@ def test_student_copies_carry_no_solutions():
     for path in (ROOT / "labs").glob("*.ipynb"):
         text = path.read_text()
         assert "BEGIN SOLUTION" not in text
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "labs").rglob("*.ipynb")), ids=lambda p: p.name)
+def test_no_cell_was_refused_with_a_user_error(path):
+    """load_bokeh() shows kscale_lab errors as one line ("Not run: ...") instead of a
+    traceback; a built notebook must not contain one (it would hide a broken cell)."""
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            assert "Not run:" not in json.dumps(out.get("data", {})), cell["source"]
+            assert out.get("output_type") != "error", cell["source"]
+
+
+def test_user_errors_show_as_one_line_in_ipython():
+    from IPython.testing.globalipapp import get_ipython as start_ipython
+
+    ip = start_ipython()
+    from kscale_lab.viz import install_error_handler
+
+    assert install_error_handler()
+    shown = []
+    import IPython.display as disp
+
+    real = disp.display
+    disp.display = lambda *a, **k: shown.append(a)
+    try:
+        ip.run_cell("from kscale_lab.labs.heartbeats import LAB; LAB.run('off', {'nodes': -1})")
+    finally:
+        disp.display = real
+        ip.set_custom_exc((), None)
+    assert shown and "parameter &#x27;nodes&#x27;" in shown[0][0].data

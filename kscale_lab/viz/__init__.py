@@ -22,11 +22,35 @@ SETTING_LABELS = {"off": "off (before)", "article": "article (Alibaba 2019)", "u
 
 
 def load_bokeh() -> None:
-    """Load BokehJS into the notebook from the installed package (no CDN)."""
+    """Load BokehJS into the notebook from the installed package (no CDN), and show
+    kscale_lab's own errors (a parameter out of range, a scenario too large) as one
+    line instead of a traceback."""
     from bokeh.io import output_notebook
     from bokeh.resources import INLINE
 
     output_notebook(INLINE, hide_banner=True)
+    install_error_handler()
+
+
+def install_error_handler() -> bool:
+    """In IPython, print a :class:`~kscale_lab.errors.KscaleError` as one line."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    if ip is None:
+        return False
+    from ..errors import KscaleError
+
+    def one_line(shell, etype, value, tb, tb_offset=None):
+        from IPython.display import HTML, display
+
+        display(HTML(error_html(value)))
+        return None
+
+    ip.set_custom_exc((KscaleError,), one_line)
+    return True
 
 
 def error_html(err: Exception) -> str:
