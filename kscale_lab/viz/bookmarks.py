@@ -50,8 +50,7 @@ class BookmarksDashboard(Dashboard):
         style = {"description_width": "130px"}
         lay = w.Layout(width="390px")
         return {
-            "switch": w.ToggleButtons(options=[("off", "off"), ("article", "article"), ("upstream", "upstream")],
-                                      value="off", description="bookmarks", style=style,
+            "switch": self.switch_control(description="bookmarks", style=style,
                                       tooltips=["no bookmarks", "1.15: one bookmark 2 s before a watch's deadline",
                                                 "today: every minute and 2 s before the deadline"]),
             "churn": w.SelectionSlider(options=[1, 2, 5, 10, 20, 50, 100, 200], value=20,

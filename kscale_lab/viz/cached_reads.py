@@ -67,8 +67,7 @@ class CachedReadsDashboard(Dashboard):
         style = {"description_width": "140px"}
         lay = w.Layout(width="390px")
         return {
-            "switch": w.ToggleButtons(options=[("off", "off"), ("article", "article"), ("upstream", "upstream")],
-                                      value="off", description="cached reads", style=style,
+            "switch": self.switch_control(description="cached reads", style=style,
                                       tooltips=["quorum reads from etcd, paged, filtered in the API server",
                                                 "wait until fresh, then the indexed watch cache",
                                                 "KEP-2340: progress every 100 ms, LIST from cache, GET from etcd"]),

@@ -66,6 +66,17 @@ class Dashboard:
     def fill(self, result) -> None:
         raise NotImplementedError
 
+    def switch_control(self, description: str, style=None, tooltips=None):
+        """The lab's switch as toggle buttons, one per setting (``off`` first)."""
+        import ipywidgets as w
+
+        from ..scenario import switch_spec
+
+        spec = switch_spec(self.lab.switch)
+        return w.ToggleButtons(options=[(s, s) for s in spec.settings], value=spec.settings[0],
+                               description=description, style=style or {},
+                               tooltips=list(tooltips or [spec.doc[s] for s in spec.settings]))
+
     # -- the loop -------------------------------------------------------------------------
     def _on_change(self, change) -> None:
         self.update()

@@ -35,8 +35,7 @@ class EtcdStorageDashboard(Dashboard):
         style = {"description_width": "150px"}
         lay = w.Layout(width="370px")
         return {
-            "switch": w.ToggleButtons(options=[("off", "off"), ("article", "article"), ("upstream", "upstream")],
-                                      value="off", description="freelist", style=style,
+            "switch": self.switch_control(description="freelist", style=style,
                                       tooltips=["array freelist, 2 GiB quota", "hashmap freelist, 100 GiB quota",
                                                 "hashmap (etcd 3.5+), 8 GiB quota"]),
             "db_gb": w.FloatLogSlider(value=2.0, base=10, min=0, max=2, step=0.05, description="db size (GB)",

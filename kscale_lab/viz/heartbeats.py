@@ -25,8 +25,7 @@ class HeartbeatDashboard(Dashboard):
         style = {"description_width": "140px"}
         lay = w.Layout(width="390px")
         return {
-            "switch": w.ToggleButtons(options=[("off", "off"), ("article", "article"), ("upstream", "upstream")],
-                                      value="off", description="heartbeats", style=style,
+            "switch": self.switch_control(description="heartbeats", style=style,
                                       tooltips=["Node status every 10 s", "Lease 10 s + status 60 s",
                                                 "Lease 10 s + status 5 min"]),
             "nodes": w.IntSlider(value=10_000, min=1_000, max=20_000, step=1_000, description="nodes",

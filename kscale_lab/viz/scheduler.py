@@ -42,8 +42,7 @@ class SchedulerDashboard(Dashboard):
         style = {"description_width": "150px"}
         lay = w.Layout(width="390px")
         return {
-            "switch": w.ToggleButtons(options=[("off", "off"), ("article", "article"), ("upstream", "upstream")],
-                                      value="off", description="scheduler", style={"description_width": "80px",
+            "switch": self.switch_control(description="scheduler", style={"description_width": "80px",
                                                                                    "button_width": "90px"},
                                       tooltips=["every pod evaluates every node",
                                                 "equivalence classes + relaxed random search",
