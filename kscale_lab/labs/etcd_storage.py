@@ -42,7 +42,7 @@ from ..etcd.mvcc import MVCCStore
 from ..params import Param, ParamSet
 from ..scenario import SCENARIO_PARAMS, Scenario, check_memory
 from .base import Lab
-from .heartbeats import HEARTBEAT_PARAMS, _heartbeat_rates
+from .heartbeats import HEARTBEAT_PARAMS, heartbeat_rates
 
 GIB = 1024**3
 GB = 1e9
@@ -128,7 +128,7 @@ class EtcdStorageLab(Lab):
         """Per kind: ``(writes/s, bytes per write, number of keys, bytes per stored object)``
         of the cluster's write stream."""
         n = int(p["nodes"])
-        lease_r, post_r, _ = _heartbeat_rates(p["heartbeat_stream"], p)
+        lease_r, post_r, _ = heartbeat_rates(p["heartbeat_stream"], p)
         c = Costs.from_params({k: p[k] for k in COST_PARAMS.defaults()})
         n_other = max(int(p["objects"]) - 2 * n - int(p["pods"]), 1)
         ev_rate = p["pod_churn"] * p["events_per_pod"]

@@ -206,7 +206,7 @@ def s_quota(p: Mapping[str, Any]) -> float:
     return float(p["quota_backend_bytes"])
 
 
-def _heartbeat_rates(setting: str, p: Mapping[str, Any]):
+def heartbeat_rates(setting: str, p: Mapping[str, Any]):
     """Per node: (lease writes/s, node posts/s, node GETs/s)."""
     status_every = p["node_status_update_frequency"]
     change = 0.0 if p["node_status_change_interval"] <= 0 else 1.0 / p["node_status_change_interval"]
@@ -223,7 +223,7 @@ def _heartbeat_rates(setting: str, p: Mapping[str, Any]):
 def _steady(setting: str, p: Mapping[str, Any]) -> SteadyState:
     c = Costs.from_params({k: v for k, v in p.items() if k in COST_PARAMS})
     n = p["nodes"]
-    lease_r, post_r, get_r = _heartbeat_rates(setting, p)
+    lease_r, post_r, get_r = heartbeat_rates(setting, p)
     nb, lb = p["node_object_bytes"], p["lease_object_bytes"]
     hb_writes = n * (lease_r + post_r)
     hb_value = n * (lease_r * lb + post_r * nb)
