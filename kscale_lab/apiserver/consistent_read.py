@@ -284,9 +284,11 @@ def progress_requester(registered, event_ready, period: float, delay) -> tuple[n
     heap: list[float] = []          # ready times of reads still waiting
     expired = True
     t_fire = -math.inf
-    for i in order.tolist():
-        si = s[i]
-        while not expired and t_fire < si:          # the timer's fires before this read
+
+    def run_timer(until: float) -> None:
+        """Fire every ``period`` while a read still waits at fire time, up to ``until``."""
+        nonlocal t_fire, expired
+        while not expired and t_fire < until:
             while heap and heap[0] <= t_fire:
                 heapq.heappop(heap)
             if heap:
@@ -294,6 +296,10 @@ def progress_requester(registered, event_ready, period: float, delay) -> tuple[n
                 t_fire += period
             else:
                 expired = True
+
+    for i in order.tolist():
+        si = s[i]
+        run_timer(si)                                # the timer's fires before this read
         if e[i] <= si:                              # already fresh: no waiting read registered
             ready[i] = si
             continue
@@ -307,14 +313,7 @@ def progress_requester(registered, event_ready, period: float, delay) -> tuple[n
             fire = t_fire
         ready[i] = min(e[i], arrival(fire))
         heapq.heappush(heap, ready[i])
-    while not expired and heap:                      # fires after the last read arrived
-        while heap and heap[0] <= t_fire:
-            heapq.heappop(heap)
-        if heap:
-            fires.append(t_fire)
-            t_fire += period
-        else:
-            expired = True
+    run_timer(math.inf)                              # fires after the last read arrived
     return ready, np.asarray(fires, dtype=np.float64)
 
 
