@@ -164,8 +164,13 @@ def score_one(state: NodeState, pod: PodSpec, n: int) -> int:
     a_mem = state.alloc_mem.item(n)
     r_cpu = state.req_cpu.item(n) + pod.cpu_m
     r_mem = state.req_mem.item(n) + pod.mem_mib
-    la_cpu = 0 if a_cpu == 0 or r_cpu > a_cpu else ((a_cpu - r_cpu) * MAX_NODE_SCORE) // a_cpu
-    la_mem = 0 if a_mem == 0 or r_mem > a_mem else ((a_mem - r_mem) * MAX_NODE_SCORE) // a_mem
+    return _weighted_score(a_cpu, a_mem, r_cpu, r_mem, r_cpu > a_cpu, r_mem > a_mem)
+
+
+def _weighted_score(a_cpu: int, a_mem: int, r_cpu: int, r_mem: int, over_cpu: bool, over_mem: bool) -> int:
+    """LeastAllocated and BalancedAllocation for one node with Python numbers, weighted."""
+    la_cpu = 0 if a_cpu == 0 or over_cpu else ((a_cpu - r_cpu) * MAX_NODE_SCORE) // a_cpu
+    la_mem = 0 if a_mem == 0 or over_mem else ((a_mem - r_mem) * MAX_NODE_SCORE) // a_mem
     f_cpu = r_cpu / (a_cpu if a_cpu > 1 else 1)
     f_mem = r_mem / (a_mem if a_mem > 1 else 1)
     if f_cpu > 1.0:
@@ -239,13 +244,4 @@ def evaluate_one(state: NodeState, pod: PodSpec, n: int) -> tuple[int, int]:
         code = INTERPOD
     else:
         code = PASS
-    la_cpu = 0 if a_cpu == 0 or over_cpu else ((a_cpu - r_cpu) * MAX_NODE_SCORE) // a_cpu
-    la_mem = 0 if a_mem == 0 or over_mem else ((a_mem - r_mem) * MAX_NODE_SCORE) // a_mem
-    f_cpu = r_cpu / (a_cpu if a_cpu > 1 else 1)
-    f_mem = r_mem / (a_mem if a_mem > 1 else 1)
-    if f_cpu > 1.0:
-        f_cpu = 1.0
-    if f_mem > 1.0:
-        f_mem = 1.0
-    ba = int((1 - abs((f_cpu - f_mem) / 2)) * MAX_NODE_SCORE)
-    return code, _W_LA * ((la_cpu + la_mem) // 2) + _W_BA * ba
+    return code, _weighted_score(a_cpu, a_mem, r_cpu, r_mem, over_cpu, over_mem)
