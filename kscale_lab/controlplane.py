@@ -46,7 +46,7 @@ from .apiserver.instances import (
 )
 from .apiserver.loadbalancer import LB_PARAMS, LoadBalancer
 from .clients.connections import CONNECTION_PARAMS, Connections
-from .clients.workload import EXEMPT_FROM_SHEDDING, IS_LIST, MUTATING, WORKLOAD_PARAMS, Workload
+from .clients.workload import WORKLOAD_PARAMS, Workload
 from .costs import Costs
 from .engine import Engine
 from .errors import ParameterError
@@ -94,11 +94,50 @@ class ControlPlaneResult:
     setting: str = ""
 
 
+class Component:
+    """A mechanism that acts on the control plane each tick. Labs add theirs (API Priority and
+    Fairness, 429 until the cache is ready, context cancellation, leader election) by
+    subclassing this and passing it to :class:`ControlPlane`; every hook is optional.
+
+    Order within a tick: ``before_tick`` (events, client actions) -> the core's load ->
+    ``admission`` (each returns the (instances x streams) share it rejects, combined with the
+    others) -> ``extra_cpu`` -> the fluid CPU queue -> ``latency`` (added non-CPU latency,
+    instances x streams) -> ``memory`` (bytes per instance beside the core's) -> the OOM check
+    -> ``after_tick`` (feedback). ``summary`` adds metrics to the run's summary."""
+
+    name = "component"
+
+    def attach(self, cp: "ControlPlane") -> None:
+        pass
+
+    def before_tick(self, cp: "ControlPlane", t0: float, t1: float) -> None:
+        pass
+
+    def admission(self, cp: "ControlPlane", A: np.ndarray, t0: float) -> np.ndarray | None:
+        return None
+
+    def extra_cpu(self, cp: "ControlPlane", adm: np.ndarray, t0: float) -> np.ndarray | None:
+        return None
+
+    def latency(self, cp: "ControlPlane", adm: np.ndarray, t0: float) -> np.ndarray | None:
+        return None
+
+    def memory(self, cp: "ControlPlane", adm: np.ndarray, t0: float) -> np.ndarray | None:
+        return None
+
+    def after_tick(self, cp: "ControlPlane", t0: float, t1: float) -> None:
+        pass
+
+    def summary(self, cp: "ControlPlane") -> dict:
+        return {}
+
+
 class ControlPlane:
     """API servers + load balancer + clients, advanced on one clock."""
 
     def __init__(self, p: dict, workload: Workload, behaviour: Behaviour, *, tick: float = 1.0,
-                 duration: float = 1800.0, seed: int = 0, apiservers: int | None = None):
+                 duration: float = 1800.0, seed: int = 0, apiservers: int | None = None,
+                 components: "list[Component] | None" = None):
         self.p = p
         self.w = workload
         self.b = behaviour
@@ -132,10 +171,10 @@ class ControlPlane:
         self.cpu_s = workload.stream_cpu
         self.extra_s = workload.stream_extra_latency
         self.mem_s = workload.stream_memory
-        self.long_running = np.zeros(self.cpu_s.size, dtype=bool)
-        self.mutating = MUTATING
-        self.exempt = EXEMPT_FROM_SHEDDING
-        self.is_list = IS_LIST
+        self.long_running = workload.long_running
+        self.mutating = workload.mutating
+        self.exempt = workload.exempt
+        self.is_list = workload.is_list
         S = self.cpu_s.size
         self.lat = np.tile(self.cpu_s + self.extra_s, (self.k, 1))
         self.mem_per_byte_cache = workload.object_memory_factor
@@ -176,6 +215,9 @@ class ControlPlane:
                      "_closed_total", "_rejected_total", "_requests_total"):
             setattr(self, name, 0)
         # initial connections: every client dials at t=0 through the load balancer
+        self.components = list(components or [])
+        for comp in self.components:
+            comp.attach(self)
         everyone = np.arange(self.cn.n)
         self.cn.set_timer("t_connect", everyone, rng.random(self.cn.n) * self.dt * 0.999)
         self._connect_due(0.0, self.dt, initial=True)
@@ -390,6 +432,9 @@ class ControlPlane:
         cn.next_tick = i + 1
         self._lifecycle(t0, t1)
         self._client_timers(t0, t1)
+        comps = self.components
+        for comp in comps:
+            comp.before_tick(self, t0, t1)
         serving = inst.serving
         # --- load ---------------------------------------------------------------------------
         A = cn.req_counts @ self.rates                      # K x S requests per second
@@ -402,9 +447,18 @@ class ControlPlane:
             rej = self._zeros_ks
         if self.b.shed_429 and inst.util.max() > self.p["lb_429_threshold"]:
             rej = combine(rej, shedding_rejections(inst.util, self.p["lb_429_threshold"], self.exempt))
+        for comp in comps:
+            r = comp.admission(self, A, t0)
+            if r is not None:
+                rej = combine(rej, r)
+        self.rej = rej
         adm = A - A * rej if rej is not self._zeros_ks else A
         rejected = A.sum(axis=1) - adm.sum(axis=1)
         demand = (adm @ self.cpu_s + rejected * w.reject_cpu + w.ingest_cpu_per_s) * dt + fan_cpu + self._extra_cpu
+        for comp in comps:
+            x = comp.extra_cpu(self, adm, t0)
+            if x is not None:
+                demand = demand + x
         starting = inst.state == STARTING
         if starting.any():
             demand = demand + np.where(starting & (inst.accept_at <= t0), self._init_cpu_per_s * dt, 0.0)
@@ -419,6 +473,10 @@ class ControlPlane:
         inst.backlog = total - used
         wait = inst.backlog / inst.cores
         self.lat = wait[:, None] + self._service[None, :]
+        for comp in comps:
+            x = comp.latency(self, adm, t0)
+            if x is not None:
+                self.lat = self.lat + x
         # --- memory --------------------------------------------------------------------------
         rel = self._release[i]
         if rel.any():
@@ -427,6 +485,10 @@ class ControlPlane:
         in_flight = adm * self.lat
         mem = (inst.base_memory + inst.cache_fill(t0) * self._cache_mem + (cn.watch_counts @ self._watch_mem)
                + in_flight @ self.mem_s + self._relist_mem + pending_events)
+        for comp in comps:
+            x = comp.memory(self, adm, t0)
+            if x is not None:
+                mem = mem + x
         inst.memory = np.where(serving, mem, 0.0)
         # --- record ---------------------------------------------------------------------------
         rec = self.rec
@@ -457,6 +519,8 @@ class ControlPlane:
             self._feedback_429(rej, t0)
         if self.b.close_connections and inst.util.max() > self.p["lb_close_threshold"]:
             self._close_connections(t0)
+        for comp in comps:
+            comp.after_tick(self, t0, t1)
         self._i += 1
 
     # ------------------------------------------------------------------------------------
@@ -574,6 +638,7 @@ class ControlPlane:
             "memory_peak_share": float(np.nanmax(self.rec["memory_bytes"][: self._i]) / self.inst.limit),
             "cpu_util_peak": float(np.nanmax(np.nan_to_num(self.rec["cpu_util"][: self._i]))),
             "watch_cache_init_s": float(self.init_seconds),
+            **{k: v for comp in self.components for k, v in comp.summary(self).items()},
         }
 
 

@@ -116,7 +116,10 @@ class ClientClass:
 
 @dataclass
 class Workload:
-    """Client classes x request streams, with the per-request and per-byte costs."""
+    """Client classes x request streams, with the per-request and per-byte costs.
+
+    Labs extend it, never fork it: :meth:`add_stream` adds a request stream (a column of every
+    class's rates), :meth:`add_class` a client class (a DaemonSet, say)."""
 
     classes: list[ClientClass]
     stream_cpu: np.ndarray          # core-seconds per request, per stream (fan-out excluded)
@@ -133,6 +136,40 @@ class Workload:
     watch_memory: float
     object_memory_factor: float
     meta: dict = field(default_factory=dict)
+    stream_names: list = field(default_factory=lambda: list(STREAMS))
+    mutating: np.ndarray = field(default_factory=lambda: MUTATING.copy())
+    exempt: np.ndarray = field(default_factory=lambda: EXEMPT_FROM_SHEDDING.copy())
+    is_list: np.ndarray = field(default_factory=lambda: IS_LIST.copy())
+    long_running: np.ndarray = field(default_factory=lambda: np.zeros(len(STREAMS), dtype=bool))
+
+    # -- extension ---------------------------------------------------------------------
+    def add_stream(self, name: str, cpu: float, extra_latency: float = 0.0, memory: float | None = None,
+                   mutating: bool = False, exempt: bool = False, is_list: bool = False,
+                   long_running: bool = False) -> int:
+        """Add a request stream (every class sends it at rate 0 until told); returns its index."""
+        if name in self.stream_names:
+            raise ValueError(f"stream {name!r} exists")
+        self.stream_names.append(name)
+        self.stream_cpu = np.append(self.stream_cpu, cpu)
+        self.stream_extra_latency = np.append(self.stream_extra_latency, extra_latency)
+        self.stream_memory = np.append(self.stream_memory, self.request_memory if memory is None else memory)
+        self.mutating = np.append(self.mutating, mutating)
+        self.exempt = np.append(self.exempt, exempt)
+        self.is_list = np.append(self.is_list, is_list)
+        self.long_running = np.append(self.long_running, long_running)
+        for c in self.classes:
+            c.rates = np.append(c.rates, 0.0)
+        return len(self.stream_names) - 1
+
+    def add_class(self, cls: ClientClass) -> int:
+        """Add a client class (its ``rates`` over the current streams); returns its index."""
+        if cls.rates.size != len(self.stream_names):
+            raise ValueError(f"class {cls.name!r} has {cls.rates.size} rates for {len(self.stream_names)} streams")
+        self.classes.append(cls)
+        return len(self.classes) - 1
+
+    def stream(self, name: str) -> int:
+        return self.stream_names.index(name)
 
     # -- tables -----------------------------------------------------------------------
     @property
