@@ -104,6 +104,9 @@ def cmd_run(args) -> int:
         spec = switch_spec(name)
         if setting not in spec.settings:
             raise ParameterError(spec.name, f"must be one of {', '.join(spec.settings)}; got {setting!r}")
+        if spec.name in lab.params:        # a lab that sets every switch (the capstone)
+            overrides[spec.name] = setting
+            continue
         if spec.name == lab.switch:
             settings = [setting]
         else:
@@ -124,10 +127,17 @@ def cmd_run(args) -> int:
         common[k] = vals[settings[0]] if len(set(map(repr, vals.values()))) == 1 else vals
     if other:
         common["switches"] = other
+    card = None
+    if hasattr(lab, "scorecard"):      # the capstone: every row of its scorecard
+        card = lab.scorecard(overrides, progress=False)
     if args.format == "json":
-        print(json.dumps({"lab": lab.name, "scenario": common, "results": results}, indent=2))
+        out = {"lab": lab.name, "scenario": common, "results": results}
+        if card is not None:
+            out["scorecard"] = [{"row": r, **{k: _jsonable(v) for k, v in row.items()}}
+                                for r, row in card.to_dict("index").items()]
+        print(json.dumps(out, indent=2, default=str))
         return 0
-    metrics = list(results[settings[0]])
+    metrics = [m for m in results[settings[0]] if not isinstance(results[settings[0]][m], (dict, list, tuple))]
     if args.format == "csv":
         w = csv.writer(sys.stdout)
         w.writerow(["metric"] + settings)
@@ -142,6 +152,9 @@ def cmd_run(args) -> int:
     for m in metrics:
         cells = "".join(f"{format_value(results[s][m]) if results[s][m] is not None else '-':>16}" for s in settings)
         print(f"{m:<{width}}{cells}")
+    if card is not None:
+        print()
+        print(card[["slos_broken", "breaks", "first_break"]].to_string())
     return 0
 
 

@@ -99,8 +99,8 @@ class Component:
     Fairness, 429 until the cache is ready, context cancellation, leader election) by
     subclassing this and passing it to :class:`ControlPlane`; every hook is optional.
 
-    Order within a tick: ``before_tick`` (events, client actions) -> the core's load ->
-    ``admission`` (each returns the (instances x streams) share it rejects, combined with the
+    Order within a tick: ``before_tick`` (events, client actions) -> the core's load
+    (+ ``arrivals``) -> ``admission`` (each returns the (instances x streams) share it rejects, combined with the
     others) -> ``extra_cpu`` -> the fluid CPU queue -> ``latency`` (added non-CPU latency,
     instances x streams) -> ``memory`` (bytes per instance beside the core's) -> the OOM check
     -> ``after_tick`` (feedback). ``summary`` adds metrics to the run's summary."""
@@ -112,6 +112,10 @@ class Component:
 
     def before_tick(self, cp: "ControlPlane", t0: float, t1: float) -> None:
         pass
+
+    def arrivals(self, cp: "ControlPlane", t0: float) -> np.ndarray | None:
+        """Extra requests per second (instances x streams) this tick: a burst, a storm."""
+        return None
 
     def admission(self, cp: "ControlPlane", A: np.ndarray, t0: float) -> np.ndarray | None:
         return None
@@ -168,6 +172,7 @@ class ControlPlane:
         self.relist_cpu = workload.relist_cpu(c)        # C
         self.relist_bytes = workload.relist_bytes()     # C
         self.relist_share = np.zeros(workload.n_classes)  # share of resumes that fail anyway (bookmarks' job)
+        self.resume_cpu = np.zeros(workload.n_classes)    # CPU to replay the events a resumed watch missed
         self.cpu_s = workload.stream_cpu
         self.extra_s = workload.stream_extra_latency
         self.mem_s = workload.stream_memory
@@ -330,6 +335,10 @@ class ControlPlane:
         stale = self.inst.cache_since[target] > cn.t_break[idx]
         if self.relist_share.any():
             stale |= self.rng.random(idx.size) < self.relist_share[cn.cls[idx]]
+        if self.resume_cpu.any():
+            resumed = ~stale & np.isfinite(cn.t_break[idx])
+            self._extra_cpu += np.bincount(target[resumed], weights=self.resume_cpu[cn.cls[idx[resumed]]],
+                                           minlength=self.k)
         if stale.any():
             self._relist(idx[stale], target[stale], t)
 
@@ -438,6 +447,10 @@ class ControlPlane:
         serving = inst.serving
         # --- load ---------------------------------------------------------------------------
         A = cn.req_counts @ self.rates                      # K x S requests per second
+        for comp in comps:
+            x = comp.arrivals(self, t0)
+            if x is not None:
+                A = A + x
         fan_cpu = (cn.watch_counts @ self.watch_cpu) * dt   # K core-seconds of watch fan-out
         held = A * self.lat                                  # requests in flight (Little)
         if held.sum(axis=1).max() > self._inflight_floor:
