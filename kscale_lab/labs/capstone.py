@@ -129,6 +129,7 @@ class CapstoneLab(Lab):
     notebook = "labs/10_capstone.ipynb"
     article_section = "summary"
     params = _params()
+    _cards: dict = {}
 
     @property
     def settings(self) -> tuple[str, ...]:
@@ -229,9 +230,12 @@ class CapstoneLab(Lab):
         import pandas as pd
 
         base = {k: v for k, v in dict(overrides or {}).items() if self.params[k].name not in SWITCH_NAMES}
-        jobs = [(label, setting, {**base, **sw}) for label, setting, sw in self.rows()]
-        results = _parallel_map(_score_row, jobs, workers=workers, desc="capstone scorecard", progress=progress)
-        return pd.DataFrame(results).set_index("row")
+        key = tuple(sorted((self.params[k].name, str(v)) for k, v in base.items()))
+        if key not in self._cards:          # the same scorecard twice in a process (notebook, claims)
+            jobs = [(label, setting, {**base, **sw}) for label, setting, sw in self.rows()]
+            results = _parallel_map(_score_row, jobs, workers=workers, desc="capstone scorecard", progress=progress)
+            self._cards[key] = pd.DataFrame(results).set_index("row")
+        return self._cards[key].copy()
 
     def claims(self, results: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None,
                only=None) -> dict:

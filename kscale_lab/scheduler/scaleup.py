@@ -80,6 +80,7 @@ class ScaleUp(Component):
         self._bound = np.zeros(self.arrival.size, dtype=bool)
         self._decided = None        # decision times, recomputed when a leader gap is added
         self._n_gaps = 0
+        self._announced = False
 
     def _decisions(self) -> np.ndarray:
         """Decision times after leader gaps: the queue stops during a gap and resumes after it,
@@ -99,6 +100,9 @@ class ScaleUp(Component):
         due = ~self._bound & (self._decided < t0 + dt)
         n_bind = int(due.sum())
         n_create = int(self.creates[i])
+        if n_create and not self._announced:
+            self._announced = True
+            cp.events.event(t0, "scale-up begins", pods=int(self.arrival.size))
         if n_bind == 0 and n_create == 0:
             self._due = None
             return None
