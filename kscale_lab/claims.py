@@ -316,14 +316,18 @@ def printable(table):
                                        "basis", "band", "note"])
 
 
-def show_claims(lab=None, bands: bool = True, width: int = 100) -> str:
+def show_claims(lab=None, bands: bool = True, width: int = 100, compact: bool = False) -> str:
     """The claims of ``lab`` (a name; None = every lab) as printable text: one block per
     claim (claim, article, lab value, criterion, holds, robust, basis, band, note). For a
-    notebook cell: ``print(show_claims("heartbeats"))``."""
+    notebook cell: ``print(show_claims("heartbeats"))``. ``compact``: one line per claim,
+    without the notes (the tour's overview)."""
     import textwrap
 
     labs = [lab] if isinstance(lab, str) else (list(lab) if lab else None)
     t = printable(claims_table(labs, bands=bands))
+    if compact:
+        cols = [c for c in t.columns if c != "note" and not (c == "lab" and isinstance(lab, str))]
+        return t[cols].to_string(index=False)
     out = []
     for r in t.to_dict("records"):
         head = (f"{r['lab']}: " if lab is None or not isinstance(lab, str) else "") + r["claim"]
