@@ -35,7 +35,8 @@ def test_data_file_has_the_form(name):
         assert tuple(csv.DictReader(f).fieldnames) == DATA_COLUMNS
     lab = registry()[name]
     for c in load_claims(name):
-        assert c.basis in BASES and c.description and c.article and c.source, c.claim
+        assert c.basis in BASES, f"{name} {c.claim}: basis must be one of {', '.join(BASES)}"
+        assert c.description and c.article and c.source, c.claim
         for p in c.band_params:            # band params: the lab's own, marked as assumptions, with a range
             spec = lab.params[p]
             assert spec.plausible is not None and spec.plausible_source, (c.claim, p)
@@ -50,6 +51,14 @@ def test_every_row_that_fails_or_is_not_robust_says_why():
         for claim, r in rows.items():
             if not r["holds"] or not r["robust"]:
                 assert notes[claim], f"{name} {claim} needs a note (CONTRIBUTING.md section 3)"
+
+
+def test_labs_take_overrides_and_only():
+    import inspect
+
+    for name in LABS:
+        takes = inspect.signature(registry()[name].claims).parameters
+        assert "overrides" in takes and "only" in takes, f"{name}: claims(results=None, overrides=None, only=None)"
 
 
 def test_unknown_basis_is_refused(tmp_path, monkeypatch):
