@@ -136,6 +136,8 @@ class Param:
             "flag": self.flag,
             "source": self.source,
             "doc": self.doc,
+            "plausible": list(self.plausible) if self.plausible is not None else None,
+            "plausible_source": self.plausible_source,
         }
 
 

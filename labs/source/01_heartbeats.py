@@ -66,7 +66,8 @@ dash.controls["switch"].value = "off"
 # compaction cycle and whose API servers keep up.
 
 # Each row says on what basis the figures agree, the test, and the band: the lab's value as each
-# assumption it depends on moves over its plausible range (`kscale-lab params heartbeats` shows them).
+# assumption it depends on moves over its plausible range (`kscale-lab params heartbeats --format json`
+# gives each parameter's `plausible` range and the reason for it).
 
 # %%
 # NBVAL_CHECK_OUTPUT
