@@ -4,7 +4,7 @@
     kscale-lab params LAB [--format json]   every parameter: unit, default, range, source
     kscale-lab run LAB [--nodes N] [--set NAME=VALUE ...] [--switch NAME=SETTING ...]
                        [--seed S] [--format table|csv|json]
-    kscale-lab claims [--lab LAB] [--format table|csv|json]
+    kscale-lab claims [--lab LAB] [--format table|csv|json] [--no-bands]
 
 Bad input (an unknown lab or parameter, a value out of range, a scenario that
 would not fit in memory) prints one line naming the parameter and the allowed
@@ -159,9 +159,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_claims(args) -> int:
-    from .claims import CSV_COLUMNS, claims_table, format_value
+    from .claims import CSV_COLUMNS, claims_table, printable
 
-    df = claims_table([args.lab] if args.lab else None)
+    df = claims_table([args.lab] if args.lab else None, bands=not args.no_bands)
     if args.format == "csv":
         buf = io.StringIO()
         df[list(CSV_COLUMNS)].to_csv(buf, index=False)
@@ -173,8 +173,7 @@ def cmd_claims(args) -> int:
     if df.empty:
         print("no claims")
         return 0
-    shown = df.assign(lab_value=df["lab_value"].map(format_value), holds=df["holds"].map(format_value))
-    print(shown[list(CSV_COLUMNS) + ["description"]].to_string(index=False))
+    print(printable(df).to_string(index=False))
     return 0
 
 
@@ -195,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     pc = sub.add_parser("claims", help="the article's figures beside the labs'")
     pc.add_argument("--lab")
     pc.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    pc.add_argument("--no-bands", action="store_true",
+                    help="skip the band (each assumption at the ends of its plausible range); robust is then empty")
     return p
 
 

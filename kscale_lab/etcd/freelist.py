@@ -1019,6 +1019,8 @@ PARAMS = ParamSet(
             + _SEC4 + " does not measure it",
             "array freelist: time per id written by the sorted merge of a release",
             lo=0.0, hi=1e-6,
+            plausible=(0.5e-9, 2.0e-9),
+            plausible_source="one 8-byte id written per step of a sorted merge: 0.5-2 ns (memory-bound, 2-4 GB/s of ids)",
         ),
         Param(
             "hashmap_seconds_per_span_op", 2.0e-7, "s",
@@ -1027,6 +1029,8 @@ PARAMS = ParamSet(
             "spill stays flat (3-9 ms) from 0 to 1.02M free pages, i.e. the freelist part "
             "is well under 1 ms per commit",
             "hashmap freelist: time per addSpan or delSpan", lo=0.0, hi=1e-5,
+            plausible=(1.0e-7, 5.0e-7),
+            plausible_source="3 Go map writes per addSpan/delSpan at 30-150 ns each (cache hits to misses)",
         ),
         Param(
             "hashmap_seconds_per_size_class", 2.0e-8, "s",

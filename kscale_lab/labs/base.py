@@ -6,8 +6,9 @@ cost model and its own), and computes, for a setting of its switch:
 
 * ``run(setting, overrides)`` -> :class:`~kscale_lab.cluster.RunResult`-like object
   with ``series`` (DataFrame), ``events`` and ``summary`` (metric -> number);
-* ``claims(results)`` -> the lab's own figures for the article's claims listed in
-  ``data/claims/<lab>.csv`` (the claims table puts them side by side).
+* ``claims(results, overrides, only)`` -> the lab's own figures for the article's claims
+  listed in ``data/claims/<lab>.csv`` (the claims table puts them side by side, with
+  each claim's band: the same figure with ``overrides`` of its assumptions).
 
 The registry imports every module of the package, so a new lab needs no edit
 anywhere else.
@@ -64,9 +65,20 @@ class Lab:
     def run_all(self, overrides: Mapping[str, Any] | None = None, settings=None) -> dict:
         return {s: self.run(s, overrides) for s in (settings or self.settings)}
 
-    def claims(self, results: Mapping[str, Any] | None = None) -> dict:
-        """claim id -> lab value (computed by the model)."""
+    def claims(self, results: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None,
+               only=None) -> dict:
+        """claim id -> lab value (computed by the model).
+
+        ``results``: runs of the default parameters to reuse (ignored with ``overrides``);
+        ``overrides``: parameter values applied to every run the claims make (the band of
+        :mod:`kscale_lab.claims`); ``only``: the claim ids the caller needs (None = all): a
+        lab computes at least those and may skip the runs only the others need."""
         raise NotImplementedError
+
+    @staticmethod
+    def wanted(only, *claim_ids: str) -> bool:
+        """True when any of ``claim_ids`` is needed (``only`` None = every claim)."""
+        return only is None or any(c in only for c in claim_ids)
 
 
 _REGISTRY: dict[str, Lab] | None = None

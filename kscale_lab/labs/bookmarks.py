@@ -91,7 +91,8 @@ BOOKMARK_LAB_PARAMS = ParamSet([
     Param("restart_at", 600.0, "s",
           "assumption: the API server restarts 10 minutes after every client's last LIST (e.g. a previous "
           "restart); a longer uptime lets a rarely-served watcher's RV grow older",
-          "time of the API server restart, counted from the clients' LIST at t = 0", lo=10.0, hi=3600.0),
+          "time of the API server restart, counted from the clients' LIST at t = 0", lo=10.0, hi=3600.0,
+          plausible=(300.0, 1800.0), plausible_source="an API server restarts from 5 to 30 minutes after the clients' last LIST (upgrades and crashes come at any time)"),
     Param("reconnect", "warm", "1",
           "KEP-1904 (efficient watch resumption): a freshly started watch cache begins at its own LIST, so "
           "clients reconnecting to it 'almost always have a resource version that is out of the history "
@@ -319,11 +320,13 @@ class BookmarksLab(Lab):
         return _Result(self, setting, p, w, cache, clients, fleet, out, trace).build()
 
     # -- claims --------------------------------------------------------------------------
-    def claims(self, results: Mapping[str, RunResult] | None = None) -> dict:
-        results = dict(results or {})
+    def claims(self, results: Mapping[str, RunResult] | None = None, overrides: Mapping[str, Any] | None = None,
+               only=None) -> dict:
+        ov = dict(overrides or {})
+        results = {} if ov else dict(results or {})
         for s in self.settings:
             if s not in results:
-                results[s] = self.run(s)
+                results[s] = self.run(s, ov)
         sm = {s: results[s].summary for s in self.settings}
 
         def ratio(a, b):

@@ -67,7 +67,8 @@ STORAGE_PARAMS = ParamSet([
     Param("free_fraction", 0.5, "1",
           "brief/etcd-real.md section 4 built its dbs by deleting a random half of the values and compacting; "
           "assumption: a db that carried as much history as data looks like that after a compaction",
-          "share of the db file's pages that are free at the start (after the last compaction)", lo=0.0, hi=0.99),
+          "share of the db file's pages that are free at the start (after the last compaction)", lo=0.0, hi=0.99,
+          plausible=(0.25, 0.75), plausible_source="a compaction frees what history the db carried: from a quarter (little history) to three quarters (history three times the live data)"),
     Param("heartbeat_stream", "article", "1",
           "the heartbeat lab's settings: off = Node status every 10 s; article = Lease 10 s + status 60 s "
           "(KEP-0009, what the article's clusters ran); upstream = Lease + status every 5 min (KEP-589)",
@@ -75,9 +76,11 @@ STORAGE_PARAMS = ParamSet([
     Param("events_per_pod", 6.0, "events",
           "assumption: a pod's life records about six Events (Scheduled, Pulling, Pulled, Created, Started, "
           "Killing)",
-          "Events written per pod lifecycle", lo=0, hi=1000),
+          "Events written per pod lifecycle", lo=0, hi=1000,
+          plausible=(3.0, 12.0), plausible_source="no published figure: half to twice the assumption"),
     Param("event_bytes", 1000.0, "B", "assumption: an Event is 0.7-1.2 KB in protobuf",
-          "size of an Event object", lo=10, hi=1_500_000),
+          "size of an Event object", lo=10, hi=1_500_000,
+          plausible=(500.0, 2000.0), plausible_source="no published figure: half to twice the assumption"),
     Param("event_ttl", 3600.0, "s", "kube-apiserver --event-ttl default 1h",
           "how long an Event lives (its etcd lease expires, the key is deleted)", lo=60, hi=30 * 86_400,
           flag="--event-ttl"),
@@ -428,37 +431,49 @@ class EtcdStorageLab(Lab):
         }
 
     # ---- claims ---------------------------------------------------------------------------------------
-    def claims(self, results: Mapping[str, RunResult] | None = None) -> dict:
-        ten_k = {"nodes": 10_000}
-        sw = self.sweep("article", ten_k, sizes=[2 * GB, 100 * GB])
-        arr = sw[sw.freelist == "array"].put_p99_s.to_numpy()
-        mp = sw[sw.freelist == "map"].put_p99_s.to_numpy()
-        spill = self.spill_after_compaction(40 * GB)
-        s4 = self.sweep("article", sizes=[1_020_000 * 4096 / 0.5], load="section4")
-        s4a = s4[s4.freelist == "array"].iloc[0]
-        s4m = s4[s4.freelist == "map"].iloc[0]
+    def claims(self, results: Mapping[str, RunResult] | None = None, overrides: Mapping[str, Any] | None = None,
+               only=None) -> dict:
+        ov = dict(overrides or {})
+        want = lambda *ids: self.wanted(only, *ids)  # noqa: E731
+        out = {}
+        if want("map_p99_growth_2_to_100gb", "array_p99_growth_2_to_100gb"):
+            # a put benchmark as the CNCF write-up ran it: clients in a closed loop, so the p99 put
+            # waits for a whole commit and the ratio moves with the counted work of each commit
+            sw = self.sweep("article", ov, sizes=[2 * GB, 100 * GB], load="section4")
+            arr = sw[sw.freelist == "array"].put_p99_s.to_numpy()
+            mp = sw[sw.freelist == "map"].put_p99_s.to_numpy()
+            out["map_p99_growth_2_to_100gb"] = mp[1] / mp[0]
+            out["array_p99_growth_2_to_100gb"] = arr[1] / arr[0]
+        if want("array_spill_after_compaction_40gb_s", "array_spill_growth_40gb", "map_spill_after_compaction_40gb_s"):
+            spill = self.spill_after_compaction(40 * GB, overrides=ov)
+            out["array_spill_after_compaction_40gb_s"] = spill["array"]["spill_s"][1]
+            out["array_spill_growth_40gb"] = spill["array"]["spill_s"][1] / spill["array"]["spill_s"][0]
+            out["map_spill_after_compaction_40gb_s"] = spill["map"]["spill_s"][1]
+        if want("section4_p99_array_over_map_8gb", "section4_throughput_array_over_map_8gb"):
+            free = float(self.resolve("article", ov)["free_fraction"])   # the benchmark had 1.02M free pages
+            s4 = self.sweep("article", ov, sizes=[1_020_000 * 4096 / free], load="section4")
+            s4a = s4[s4.freelist == "array"].iloc[0]
+            s4m = s4[s4.freelist == "map"].iloc[0]
+            out["section4_p99_array_over_map_8gb"] = s4a.put_p99_s / s4m.put_p99_s
+            out["section4_throughput_array_over_map_8gb"] = s4a.throughput / s4m.throughput
         window = {"duration": 660.0, "quota_backend_bytes": 1024**4, "db_size_bytes": 0}
-        off = self.run("article", dict(window, heartbeat_stream="off"))
-        lease = self.run("article", dict(window, heartbeat_stream="article"))
-        rel = self.release_cost_small_db()
-        return {
-            "map_p99_growth_2_to_100gb": mp[1] / mp[0],
-            "array_p99_growth_2_to_100gb": arr[1] / arr[0],
-            "array_spill_after_compaction_40gb_s": spill["array"]["spill_s"][1],
-            "array_spill_growth_40gb": spill["array"]["spill_s"][1] / spill["array"]["spill_s"][0],
-            "map_spill_after_compaction_40gb_s": spill["map"]["spill_s"][1],
-            "section4_p99_array_over_map_8gb": s4a.put_p99_s / s4m.put_p99_s,
-            "section4_throughput_array_over_map_8gb": s4a.throughput / s4m.throughput,
-            "history_per_window_node_status_10k_gb": off.summary["history_bytes_per_compaction_window"] / GB,
-            "history_per_window_lease_10k_gb": lease.summary["history_bytes_per_compaction_window"] / GB,
-            "map_release_over_array_small_db": rel["map"] / rel["array"],
-        }
+        if want("history_per_window_node_status_10k_gb"):
+            off = self.run("article", dict(ov, **window, heartbeat_stream="off"))
+            out["history_per_window_node_status_10k_gb"] = off.summary["history_bytes_per_compaction_window"] / GB
+        if want("history_per_window_lease_10k_gb"):
+            lease = self.run("article", dict(ov, **window, heartbeat_stream="article"))
+            out["history_per_window_lease_10k_gb"] = lease.summary["history_bytes_per_compaction_window"] / GB
+        if want("map_release_over_array_small_db"):
+            rel = self.release_cost_small_db(overrides=ov)
+            out["map_release_over_array_small_db"] = rel["map"] / rel["array"]
+        return out
 
-    def release_cost_small_db(self, db_bytes: float = 1 * GB, batch_pages: int | None = None, seed: int = 0) -> dict:
+    def release_cost_small_db(self, db_bytes: float = 1 * GB, batch_pages: int | None = None, seed: int = 0,
+                              overrides: Mapping[str, Any] | None = None) -> dict:
         """bbolt issue #239 on a small db: the freelist time of releasing one compaction batch
         of Node-status history (``batch_pages``, default: what one 1,000-revision batch of
         15 KB Nodes frees) into a free list of ``db_bytes / 2`` free pages, per freelist."""
-        p = self.resolve("article")
+        p = self.resolve("article", overrides)
         page = int(p["bbolt_page_size"])
         if batch_pages is None:
             elem = int(B.element_bytes(p["node_object_bytes"], KEY_BYTES["node"], p["kv_framing_bytes"]))

@@ -246,7 +246,9 @@ class Scheduler:
     * ``equivalence_classes``: filters and scores come from the pod's class table,
       re-evaluated only on the nodes changed since the class last looked; the cost
       model charges those fresh evaluations plus one cached read per node visited
-      (the eCache of kube-scheduler 1.8-1.12 and the article's classes);
+      (the article's classes); with ``equivalence_cache_scores=False`` only the filter
+      results are cached and every feasible node is scored afresh, as kube-scheduler
+      1.8-1.12's eCache did (``pkg/scheduler/core/equivalence``: predicates only);
     * ``relaxed_search``: stop after enough feasible nodes. In ``"off"``/``"article"``
       the scan starts at a random node and stops after ``article_nodes_to_find``
       (0: upstream's adaptive count); in ``"upstream"`` it starts at
@@ -265,6 +267,7 @@ class Scheduler:
         percentage_of_nodes_to_score: int = 0,
         article_nodes_to_find: int = 0,
         equivalence_classes: bool | None = None,
+        equivalence_cache_scores: bool = True,
         relaxed_search: bool | None = None,
         opportunistic_batching: bool = True,
         batching_rescore: bool = False,
@@ -283,6 +286,7 @@ class Scheduler:
         d = MODE_DEFAULTS[mode]
         self.equivalence_classes = d["equivalence_classes"] if equivalence_classes is None else bool(equivalence_classes)
         self.relaxed_search = d["relaxed_search"] if relaxed_search is None else bool(relaxed_search)
+        self.cache_scores = bool(equivalence_cache_scores)
         num_feasible_nodes_to_find(self.n, percentage_of_nodes_to_score)  # validates the percentage
         pct = int(percentage_of_nodes_to_score)
         if not self.relaxed_search and pct not in (0, 100):
@@ -392,6 +396,8 @@ class Scheduler:
         if self.equivalence_classes:
             t, created, processed, reach, scored = self.cache.lookup(pod)
             reads, score_reads = n, t.reach[PASS]
+            if not self.cache_scores:  # predicates cached, every feasible node scored afresh
+                scored, score_reads = t.reach[PASS], 0
         else:
             t = self.cache.get(pod)
             created = t is None
@@ -488,6 +494,8 @@ class Scheduler:
             fresh_nodes = dirty + (hint >= 0)
             scored = fresh_scored + pre_scored
             reads, score_reads = processed, found
+            if not self.cache_scores:  # predicates cached, the feasible nodes found scored afresh
+                scored, score_reads = (found if found > 1 else 0) + pre_scored, 0
         else:
             if processed == found:
                 reach = (processed,) * (PASS + 1)

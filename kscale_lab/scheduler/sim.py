@@ -64,7 +64,8 @@ PARAMS = ParamSet([
     Param("seed", 0, "1", "convention", "seed for numpy.random.default_rng", 0, 2**31 - 1, kind=int),
     Param("initial_utilisation", 0.3, "1",
           "assumption: a production cluster is partly full before the burst; scores then differ between nodes",
-          "mean requested/allocatable of already-running pods", 0.0, 0.6),
+          "mean requested/allocatable of already-running pods", 0.0, 0.6,
+          plausible=(0.15, 0.5), plausible_source="a production cluster is a sixth to a half full before a scale-up"),
     Param("churn_rate", 20.0, "pods/s",
           "kubernetes/community sig-scalability/slos/slos.md: steady state is churn <= 20/s (brief/mechanisms.md)",
           "arrival rate of pods from the steady churn", 0.0, 1_000.0),
@@ -75,12 +76,14 @@ PARAMS = ParamSet([
     Param("pod_lifetime_s", 300.0, "s", "assumption: short-lived batch-like churn pods",
           "mean lifetime of churn pods (exponential); burst pods are never deleted", 1.0, 1e6),
     Param("burst_pods", 3_000, "pods", "assumption: a scale-up of a few thousand replicas (article section 9)",
-          "pods created by the burst", 0, 500_000, kind=int),
+          "pods created by the burst", 0, 500_000, kind=int,
+          plausible=(1_500, 6_000), plausible_source="the article gives no burst size: a scale-up of a few thousand replicas, half to twice 3,000"),
     Param("burst_at_s", 10.0, "s", "assumption", "time the burst starts", 0.0, 3_600.0),
     Param("burst_creation_rate", 1_000.0, "pods/s",
           "assumption: the ReplicaSet controller's client QPS raised for a 10k-node cluster "
           "(kube-controller-manager --kube-api-qps default is 20 [memory])",
-          "rate at which the burst's pods are created; 0 creates them all at once", 0.0, 1e6),
+          "rate at which the burst's pods are created; 0 creates them all at once", 0.0, 1e6,
+          plausible=(500.0, 2_000.0), plausible_source="no published figure: half to twice the assumption (the ReplicaSet controller's raised client QPS)"),
     Param("burst_deployments", 1, "1", "assumption", "the burst is this many Deployments created back to back, "
           "each with its own template", 1, 1_000, kind=int),
     Param("burst_cpu_m", 500, "millicores", "assumption: a typical small service replica", "cpu request of burst pods",
@@ -95,6 +98,12 @@ PARAMS = ParamSet([
           "(kubernetes/kubernetes PRs #36238, #65714), removed after issue #71013. Default per setting: on in 'article'",
           "evaluate filters and scores once per pod class, then only on the nodes changed since (cached reads cost "
           "equivalence_read_cost_s)", kind=bool, flag="--feature-gates=EnableEquivalenceClassCache"),
+    Param("equivalence_cache_scores", True, "1",
+          "article section 9: 'evaluate predicates/priorities once per class' (scores cached too); "
+          "kube-scheduler's eCache (pkg/scheduler/core/equivalence, 1.8-1.12) cached predicate results only, "
+          "so ecache_effect (issue #63784's experiment) sets it false",
+          "with equivalence classes, cache the scores as well as the filter results (false: every feasible "
+          "node is scored afresh, as upstream's eCache did)", kind=bool),
     Param("relaxed_search", False, "1",
           "article section 9 (relaxed randomisation); upstream percentageOfNodesToScore (pkg/scheduler/schedule_one.go "
           "numFeasibleNodesToFind). Default per setting: on in 'article' and 'upstream'",
@@ -125,14 +134,17 @@ PARAMS = ParamSet([
     Param("filter_cost_s", 0.3e-6, "s/(node*plugin)",
           "assumption: one Filter call on a cached NodeInfo = interface dispatch, a few field reads with cache "
           "misses on 10k NodeInfos, a Status; 0.1-0.5 us in Go",
-          "single-core time of one cheap filter plugin on one node", 0.0, 1e-3),
+          "single-core time of one cheap filter plugin on one node", 0.0, 1e-3,
+          plausible=(0.1e-6, 0.5e-6), plausible_source="the source's own range: 0.1-0.5 us per cheap Filter call in Go"),
     Param("interpod_filter_cost_s", 3e-6, "s/node",
           "assumption: InterPodAffinity walks the pods with affinity terms and topology maps; ~10x a cheap filter "
           "(issue #71013: the only plugin where caching paid off)",
-          "single-core time of the InterPodAffinity filter on one node", 0.0, 1e-3),
+          "single-core time of the InterPodAffinity filter on one node", 0.0, 1e-3,
+          plausible=(1.5e-6, 6e-6), plausible_source="no published figure: half to twice the assumption"),
     Param("score_cost_s", 0.4e-6, "s/(node*plugin)",
           "assumption: Score call + weight + NodePluginScores bookkeeping, a bit more than a filter",
-          "single-core time of one score plugin on one node", 0.0, 1e-3),
+          "single-core time of one score plugin on one node", 0.0, 1e-3,
+          plausible=(0.2e-6, 0.8e-6), plausible_source="no published figure: half to twice the assumption"),
     Param("other_filter_plugins", 4, "plugins",
           "pkg/scheduler/apis/config/v1/default_plugins.go lists 15 Filter plugins; 4 are modelled, most of the "
           "rest PreFilter-Skip for pods without volumes/ports/spread (assumption: ~4 still run per node)",
@@ -145,11 +157,13 @@ PARAMS = ParamSet([
           "DefaultParallelism = 16", "filter/score worker goroutines", 1, 256, kind=int, flag="parallelism"),
     Param("parallel_efficiency", 0.5, "1",
           "assumption: 16 goroutines on an 8+ core control-plane node, with chunking and memory stalls",
-          "effective speedup = parallelism x efficiency (never more than the nodes processed)", 0.01, 1.0),
+          "effective speedup = parallelism x efficiency (never more than the nodes processed)", 0.01, 1.0,
+          plausible=(0.25, 1.0), plausible_source="16 goroutines on an 8+ core node: from a quarter of ideal (memory stalls, chunking) to ideal"),
     Param("cycle_overhead_s", 0.5e-3, "s",
           "assumption: queue pop, snapshot update, PreFilter/PreScore, assume, reserve, metrics per cycle; chosen "
           "so that 5,000 nodes give the order of scheduler_perf SchedulingBasic/5000Nodes (threshold 680 pods/s)",
-          "fixed cost of one scheduling cycle", 0.0, 1.0),
+          "fixed cost of one scheduling cycle", 0.0, 1.0,
+          plausible=(0.25e-3, 1e-3), plausible_source="no published figure: half to twice the assumption"),
     Param("bind_latency_s", 5e-3, "s", "assumption: one API call to create the Binding (async to the cycle)",
           "time from the end of the cycle to the pod being bound", 0.0, 10.0),
     Param("equivalence_lookup_cost_s", 5e-6, "s/pod",
@@ -159,7 +173,8 @@ PARAMS = ParamSet([
           "assumption from kubernetes/kubernetes issue #63784 (eCache on: 60+ pods/s, off: 100+ pods/s at 3,000 "
           "nodes; 'predicates do not cost much more than ecache.Get') and #71013 (three-level cache under locks): "
           "one cached per-node, per-plugin read costs a bit more than running a cheap filter",
-          "cost of reading one cached per-node, per-plugin result (article setting)", 0.0, 1e-3),
+          "cost of reading one cached per-node, per-plugin result (article setting)", 0.0, 1e-3,
+          plausible=(0.2e-6, 0.8e-6), plausible_source="no published figure: half to twice the assumption: a Go map lookup under a read lock, 0.1-1 us (issue #71013 reports contention)"),
     Param("pod_initial_backoff_s", 1.0, "s", "kubernetes/kubernetes pkg/scheduler/internal/queue/scheduling_queue.go DefaultPodInitialBackoffDuration = 1s",
           "first retry delay of an unschedulable pod", 0.0, 60.0, flag="podInitialBackoffSeconds"),
     Param("pod_max_backoff_s", 10.0, "s", "kubernetes/kubernetes pkg/scheduler/internal/queue/scheduling_queue.go DefaultPodMaxBackoffDuration = 10s",
@@ -361,6 +376,7 @@ def simulate(setting: str, params: Mapping[str, Any] | None = None, scenario: st
         percentage_of_nodes_to_score=p["percentage_of_nodes_to_score"],
         article_nodes_to_find=p["article_nodes_to_find"],
         equivalence_classes=p["equivalence_classes"],
+        equivalence_cache_scores=p["equivalence_cache_scores"],
         relaxed_search=p["relaxed_search"],
         opportunistic_batching=p["opportunistic_batching"],
         batching_rescore=p["batching_rescore"],

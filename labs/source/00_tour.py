@@ -49,14 +49,25 @@ for spec in SWITCH_SPECS:
 
 # %% [markdown]
 # ## The article beside the labs
-# Every row is computed by a lab's model now, in this notebook (it takes a few seconds). A claim
-# that does not hold is not hidden: each lab's notebook explains why, and which causes move it.
+# Every row is computed by a lab's model now, in this notebook (it takes about half a minute: each
+# row is also recomputed with every assumption it depends on at both ends of its plausible range).
+# How to read a row:
+# - **criterion**: the test against the article's figure; "(direction only)" means the row checks
+#   the sign of an effect, not its size, and **holds** then says "yes (direction)";
+# - **basis**: why the figures agree (or not). *emergent*: out of the mechanism, fed with
+#   independently sourced inputs; *arithmetic*: follows directly from an input; *calibrated
+#   out of / in sample*: a cost was fitted on other measurements / on the one checked;
+#   *by-construction*: the mechanism guarantees it; *conditional*: an assumption drives it;
+# - **band**: the lab's value as each of those assumptions moves over its plausible range, one at a
+#   time; **robust**: the claim holds over the whole band.
+#
+# A claim that does not hold, or is not robust, is not hidden: its note (`kscale-lab claims`, or the
+# lab's notebook) says why in one sentence.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from kscale_lab.claims import claims_table, format_value
-table = claims_table()
-print(table.assign(lab_value=table.lab_value.map(format_value))[["lab", "claim", "article", "lab_value", "unit", "holds"]].to_string(index=False))
+from kscale_lab.claims import show_claims
+print(show_claims(compact=True))
 
 # %% [markdown]
 # ## The labs

@@ -65,11 +65,14 @@ dash.controls["switch"].value = "off"
 # (pods and objects growing along) whose etcd stays under the 2 GiB quota of the time through a
 # compaction cycle and whose API servers keep up.
 
+# Each row says on what basis the figures agree, the test, and the band: the lab's value as each
+# assumption it depends on moves over its plausible range (`kscale-lab params heartbeats --format json`
+# gives each parameter's `plausible` range and the reason for it).
+
 # %%
 # NBVAL_CHECK_OUTPUT
-from kscale_lab.claims import claims_table, format_value
-t = claims_table(["heartbeats"])
-print(t.assign(lab_value=t.lab_value.map(format_value))[["claim", "article", "lab_value", "unit", "holds"]].to_string(index=False))
+from kscale_lab.claims import show_claims
+print(show_claims("heartbeats"))
 
 # %% [markdown]
 # Why etcd breaks first: kube-apiserver compacts etcd every 5 minutes, to the revision it saw

@@ -125,13 +125,12 @@ print(f"a kubelet's watch sees {s['selective_events_per_watcher_per_min']:.2f} p
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from kscale_lab.claims import claims_table, format_value
-t = claims_table(["bookmarks"])
-print(t.assign(lab_value=t.lab_value.map(format_value))[["claim", "article", "lab_value", "holds"]].to_string(index=False))
+from kscale_lab.claims import claims_table, show_claims
+print(show_claims("bookmarks"))
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-show(claims_figure(t))
+show(claims_figure(claims_table(["bookmarks"])))
 
 # %% [markdown]
 # What the table says:
