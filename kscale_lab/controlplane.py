@@ -63,7 +63,8 @@ ROLLOUT_PARAMS = ParamSet([
           lo=0, hi=3600),
     Param("rollout_step_pause", 10.0, "s",
           "assumption: the rollout waits a little after the new instance reports ready (minReadySeconds-like)",
-          "wait after an upgraded instance is ready before the next step", lo=0, hi=3600),
+          "wait after an upgraded instance is ready before the next step", lo=0, hi=3600,
+          plausible=(0.0, 60.0), plausible_source='from no wait to a minute after readiness (minReadySeconds-like settings of rollouts)'),
     Param("restart_seconds", 10.0, "s", "assumption: a plain restart (no new image) takes a few seconds",
           "time from an instance's stop to its process start when it is restarted", lo=0, hi=3600),
 ])

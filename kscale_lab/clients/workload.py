@@ -47,7 +47,8 @@ WORKLOAD_PARAMS = ParamSet([
     Param("endpointslice_bytes", 3000.0, "B",
           "assumption: an EndpointSlice holds up to 100 endpoints of ~100-200 B; most Services are small, "
           "so slices average ~20-30 endpoints",
-          "mean size of an EndpointSlice", lo=100, hi=1_500_000),
+          "mean size of an EndpointSlice", lo=100, hi=1_500_000,
+          plausible=(1000.0, 10000.0), plausible_source='slices of ~10 to ~100 endpoints'),
     Param("services", 5000, "services",
           "assumption: half the sig-scalability threshold of 10,000 Services per cluster "
           "(kubernetes/community sig-scalability/configs-and-limits/thresholds.md)",
@@ -74,7 +75,8 @@ WORKLOAD_PARAMS = ParamSet([
     Param("watch_memory_bytes", 64_000.0, "B",
           "assumption: a cacheWatcher holds two goroutines (8 KB stacks) and a buffered channel of events "
           "(staging/src/k8s.io/apiserver/pkg/storage/cacher/cache_watcher.go)",
-          "API server memory per open watch", lo=0, hi=10**9),
+          "API server memory per open watch", lo=0, hi=10**9,
+          plausible=(16000.0, 256000.0), plausible_source='two goroutine stacks (16 KB) up to a full buffered channel of events'),
     Param("request_memory_bytes", 100_000.0, "B",
           "assumption: a goroutine stack (8 KB), the decoded request, the response buffer and TLS/HTTP2 "
           "buffers of a small request",
@@ -91,7 +93,8 @@ WORKLOAD_PARAMS = ParamSet([
           "size of an Event object", lo=10, hi=1_500_000),
     Param("object_memory_factor", 3.0, "1",
           "assumption: a decoded Go object takes 2-4x its protobuf bytes (maps, strings, pointers)",
-          "watch-cache memory per byte of stored object", lo=0.5, hi=20),
+          "watch-cache memory per byte of stored object", lo=0.5, hi=20,
+          plausible=(2.0, 4.0), plausible_source='decoded Go objects of Kubernetes types take 2-4x their protobuf bytes'),
 ])
 
 

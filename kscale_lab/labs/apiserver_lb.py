@@ -153,7 +153,7 @@ class APIServerLBLab(Lab):
         "upgrade_cpu_imbalance_client_side": ("off", {"lb_policy": "client-side"}),
         "upgrade_cpu_imbalance_surge3": ("article", {}),
         "restart_rebalance_article_s": ("article", {}),
-        "restart_rebalance_upstream_s": ("upstream", {}),
+        "restart_cpu_imbalance_end_upstream": ("upstream", {}),
         "goaway_reconnect_cpu_share_upstream": ("upstream", {}),
         "overload_crashes_off": ("off", {"apiserver_cores": 12.0}),
         "overload_crashes_article": ("article", {"apiserver_cores": 12.0}),
@@ -186,7 +186,7 @@ class APIServerLBLab(Lab):
                 "upgrade_cpu_imbalance_client_side": lambda: sm["upgrade_cpu_imbalance"],
                 "upgrade_cpu_imbalance_surge3": lambda: sm["upgrade_cpu_imbalance"],
                 "restart_rebalance_article_s": lambda: sm["restart_rebalance_s"],
-                "restart_rebalance_upstream_s": lambda: sm["restart_rebalance_s"],
+                "restart_cpu_imbalance_end_upstream": lambda: sm["restart_cpu_imbalance_final"],
                 "goaway_reconnect_cpu_share_upstream": lambda: (sm["goaways_total"] * sm["params"]["tls_handshake_cpu"]
                                                                 / sm["params"]["duration"] / sm["total_demand_cores"]),
                 "overload_crashes_off": lambda: sm["apiserver_crashes"],
