@@ -28,7 +28,10 @@ def load_bokeh() -> None:
     from bokeh.io import output_notebook
     from bokeh.resources import INLINE
 
+    from .static import install_show_hook
+
     output_notebook(INLINE, hide_banner=True)
+    install_show_hook()
     install_error_handler()
 
 
