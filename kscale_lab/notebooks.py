@@ -98,8 +98,8 @@ def has_solutions(cells) -> bool:
 
 def predict_index(cells) -> int | None:
     """Index of the first markdown cell with a "Predict" heading (None if there is none)."""
-    for i, (kind, src) in enumerate(cells):
-        kind = getattr(kind, "cell_type", kind)
+    for i, cell in enumerate(cells):
+        kind, src = (cell.cell_type, cell.source) if hasattr(cell, "cell_type") else cell
         if kind == "markdown" and _PREDICT.search(src):
             return i
     return None
@@ -272,7 +272,7 @@ def nbgrader_cells(source: str) -> str:
     return "\n".join(out)
 
 
-def nbgrader_notebook(name: str):
+def nbgrader_notebook(name: str, text: str | None = None):
     """The solution notebook of lab ``name`` with nbgrader's cell metadata: cells with a
     solution region are solution cells; a cell that calls a ``check_*`` checker is an
     autograded test cell worth one point (a checker's verdict raises under nbgrader's
@@ -280,7 +280,7 @@ def nbgrader_notebook(name: str):
     other cell is locked (read-only)."""
     import nbformat
 
-    cells = parse((SOURCE / f"{name}.py").read_text())
+    cells = parse(text if text is not None else (SOURCE / f"{name}.py").read_text())
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}
@@ -292,17 +292,18 @@ def nbgrader_notebook(name: str):
         elif has_solutions([(kind, src)]):
             cell = nbformat.v4.new_code_cell(nbgrader_cells(src))
             meta = {"grade": False, "solution": True, "locked": False}
-        elif _CHECK_CALL.search(src) and not src.lstrip().startswith("from"):
+        elif _CHECK_CALL.search(src):
             cell = nbformat.v4.new_code_cell(src)
             meta = {"grade": True, "solution": False, "locked": True, "points": 1}
         elif "my_guess" in src and "compare_guess" not in src:
             cell = nbformat.v4.new_code_cell(src)   # the reader's guesses: editable, not graded
-            meta = {"grade": False, "solution": True, "locked": False}
+            meta = None
         else:
             cell = nbformat.v4.new_code_cell(src)
             meta = {"grade": False, "solution": False, "locked": True}
         cell["id"] = f"c{i:03d}"
-        cell.metadata["nbgrader"] = dict(meta, grade_id=gid, schema_version=3)
+        if meta is not None:
+            cell.metadata["nbgrader"] = dict(meta, grade_id=gid, schema_version=3)
         nb.cells.append(cell)
     return nb
 

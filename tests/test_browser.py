@@ -175,3 +175,19 @@ def test_notebook_renders_in_jupyterlab(server, browser, name):
         page.screenshot(path=str(art / f"{Path(name).stem}.png"))
     assert not errors, errors
     page.close()
+
+
+def test_a_lab_source_opens_as_a_notebook(server):
+    """jupytext's contents manager: a teacher opens labs/source/*.py as a notebook."""
+    import json as _json
+
+    base, token = server
+    name = sorted((ROOT / "labs" / "source").glob("0*.py"))[-1].name
+    with urllib.request.urlopen(f"{base}/api/contents/labs/source/{name}?type=notebook&token={token}",
+                                timeout=30) as r:
+        model = _json.loads(r.read())
+    assert model["type"] == "notebook"
+    cells = model["content"]["cells"]
+    from kscale_lab.notebooks import parse
+
+    assert [c["source"] for c in cells] == [s for _, s in parse((ROOT / "labs" / "source" / name).read_text())]

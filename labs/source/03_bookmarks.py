@@ -89,6 +89,16 @@ print(f"with a longer tape, watch from RV 5 -> {r.code}: {r.scanned} events re-r
 # 3. Which setting cuts the events to re-sync at a **watch timeout** the most? At an **API server
 #    restart**?
 
+# %%
+# Your guesses before you run anything below (None = no guess yet)
+my_guess = {
+    "kubelet_events_per_min": None,  # question 1: pod events per minute on one kubelet's watch
+    "kubelet_rv_age_s": None,        # question 1: its RV age at the restart (median, s), no bookmarks
+    "kubelet_410_at_restart": None,  # question 2: True or False
+    "best_at_watch_timeout": None,   # question 3: "off", "article" or "upstream"
+    "best_at_restart": None,         # question 3: "off", "article" or "upstream"
+}
+
 # %% [markdown]
 # ## Toggle
 # Each change reruns the whole scenario: the clients LIST at t = 0, 10 simulated minutes of pod
@@ -102,6 +112,14 @@ print(f"with a longer tape, watch from RV 5 -> {r.code}: {r.scanned} events re-r
 # NBVAL_IGNORE_OUTPUT
 dash = BookmarksDashboard()
 dash
+
+# %% [markdown]
+# Your guesses beside the model (its default scenario):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from kscale_lab.exercises import compare_guess
+compare_guess(my_guess, lab)
 
 # %% [markdown]
 # Every widget has a Python handle: a cell can do what a click does.
