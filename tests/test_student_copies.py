@@ -49,7 +49,8 @@ def test_student_copy_shows_nothing_after_predict(path):
     nb = nbformat.read(str(path), as_version=4)
     start = nbt.predict_index(nb.cells)
     assert start is not None, "a lab with a solution copy has a 'Predict' heading"
-    assert any(c.get("outputs") for c in nb.cells[:start]) or start < 3
+    before = [c for c in nb.cells[:start] if c.cell_type == "code"]
+    assert all(c.get("execution_count") for c in before)     # executed: what comes before stays on screen
     assert not [c.source for c in nb.cells[start:] if c.get("outputs")]
     guess = [c for c in nb.cells[start:] if c.cell_type == "code" and "my_guess = {" in c.source]
     assert guess and guess[0] is next(c for c in nb.cells[start:] if c.cell_type == "code"), \
