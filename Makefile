@@ -37,7 +37,7 @@ system:
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=. --ServerApp.default_url=/lab/tree/labs/00_tour.ipynb --port=$(PORT) $(ROOTFLAG)
 
-# nbval runs the solution copies (and copies without one, like the tour: labs/conftest.py);
+# nbval runs the solution copies (and copies without one, like the tour: conftest.py);
 # tests/test_student_copies.py runs every student copy top to bottom.
 test: setup system
 	$(PY) -m pytest tests labs --nbval-lax --nbval-current-env -p no:cacheprovider

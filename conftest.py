@@ -1,4 +1,4 @@
-"""nbval runs the solution copies (every output saved, deterministic cells compared).
+"""(repository root, so that labs/ shows students only notebooks) nbval runs the solution copies (every output saved, deterministic cells compared).
 
 A student copy whose outputs are cleared from its "Predict" heading on has nothing to
 compare there; ``tests/test_student_copies.py`` runs it top to bottom instead. Student
@@ -7,7 +7,7 @@ copies with no solution copy (the tour) are still checked by nbval here.
 
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent / "labs"
 
 
 def pytest_ignore_collect(collection_path, config):

@@ -52,7 +52,9 @@ def server(tmp_path_factory):
                JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}", "--LabApp.expose_app_in_browser=True",
-           "--ServerApp.disable_check_xsrf=True"] + (["--allow-root"] if os.geteuid() == 0 else [])
+           "--ServerApp.disable_check_xsrf=True",
+           f"--FileCheckpoints.checkpoint_dir={home / 'checkpoints'}",   # no .ipynb_checkpoints in labs/
+           ] + (["--allow-root"] if os.geteuid() == 0 else [])
     log = open(home / "server.log", "w")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
-NOTEBOOKS = sorted(p for p in (ROOT / "labs").rglob("*.ipynb") if "source" not in p.parts)
+NOTEBOOKS = sorted(p for p in (ROOT / "labs").rglob("*.ipynb") if not any(part.startswith(".") for part in p.parts))
 FIGURE_MIMES = ("application/vnd.bokehjs_exec.v0+json", "application/vnd.jupyter.widget-view+json")
 
 pytestmark = pytest.mark.browser

@@ -98,8 +98,18 @@ class Dashboard:
         self.seconds = time.perf_counter() - t0
         self.result = result
         self.fill(result)
+        self._fit_titles()
         self.status.value = (f'<span style="color:#666">recomputed {setting} in '
                              f'{self.seconds:.2f} s</span>')
+
+    def _fit_titles(self) -> None:
+        """A title longer than its plot is cut off by Bokeh: set it smaller instead."""
+        for f in getattr(self, "figures", None) or []:
+            title = getattr(f, "title", None)
+            n = len(getattr(title, "text", "") or "")
+            room = (f.width or 600) - 50                  # the frame: the figure less its y axis
+            if n and n * 7.6 > room:                       # Bokeh's bold 13 px title: about 7.6 px a character
+                title.text_font_size = f"{max(9, int(13 * room / (n * 7.6)))}px"
 
     def refresh_view(self) -> None:
         """Send the plots' current state as the document a new view renders from (a view
