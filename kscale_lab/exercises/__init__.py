@@ -8,11 +8,14 @@ A check returns a :class:`Verdict`, shown as one line:
 * ``not yet right``: it runs but disagrees; the line gives one counter-example.
 
 Checks are deterministic (fixed seeds), so the verdict lines can be compared by
-nbval (``# NBVAL_CHECK_OUTPUT``).
+nbval (``# NBVAL_CHECK_OUTPUT``). Under nbgrader's autograder (``NBGRADER_EXECUTION``
+set) a verdict other than ``done`` raises ``AssertionError``, so the graded cell
+that made it scores 0 (``python -m kscale_lab.notebooks nbgrader``).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 
@@ -21,6 +24,11 @@ class Verdict:
     exercise: str
     status: str      # "done", "not done yet", "not yet right"
     detail: str
+
+    def __post_init__(self):
+        # under nbgrader (autograde, validate) a check that is not done fails its graded cell
+        if os.environ.get("NBGRADER_EXECUTION") and self.status != "done":
+            raise AssertionError(str(self))
 
     @property
     def done(self) -> bool:
@@ -54,3 +62,6 @@ def call_student(exercise: str, fn, *args):
     if out is None:
         return None, verdict(exercise, "not done yet", "Your function returns None: write its body.")
     return out, None
+
+
+from .guesses import blank_guess, compare_guess  # noqa: E402  (predict, then compare: one helper for every lab)

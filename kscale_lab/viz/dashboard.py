@@ -38,11 +38,13 @@ class Dashboard:
         self.summary = w.HTML()
         self.status = w.HTML()
         self.sources: dict = {}
-        layout = self.make_figures()
-        self.plot = BokehModel(layout)
+        self.layout = self.make_figures()
         self.result = None
         self.seconds = float("nan")
+        # fill the sources first, then wrap: a BokehModel sends its document as it is when it
+        # is created, and the patches of later changes reach only views already on the page
         self.update()
+        self.plot = BokehModel(self.layout)
         for c in self.controls.values():
             c.observe(self._on_change, names="value")
         # controls and the figures' summary side by side on top, the plots below: the
@@ -96,10 +98,54 @@ class Dashboard:
         self.seconds = time.perf_counter() - t0
         self.result = result
         self.fill(result)
+        self._fit_titles()
         self.status.value = (f'<span style="color:#666">recomputed {setting} in '
                              f'{self.seconds:.2f} s</span>')
 
-    def _ipython_display_(self):
-        from IPython.display import display
+    def _fit_titles(self) -> None:
+        """A title longer than its plot is cut off by Bokeh: set it smaller instead."""
+        for f in getattr(self, "figures", None) or []:
+            title = getattr(f, "title", None)
+            n = len(getattr(title, "text", "") or "")
+            room = (f.width or 600) - 50                  # the frame: the figure less its y axis
+            if n and n * 7.6 > room:                       # Bokeh's bold 13 px title: about 7.6 px a character
+                title.text_font_size = f"{max(9, int(13 * room / (n * 7.6)))}px"
 
-        display(self.widget)
+    def refresh_view(self) -> None:
+        """Send the plots' current state as the document a new view renders from (a view
+        displayed later, or one whose patches arrived before it existed, shows it)."""
+        self.plot.render_bundle = type(self.plot)._model_to_traits(self.layout)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """The live widget, and (when static images are on, as in a notebook build) a PNG
+        of the current state for renderers without a kernel (nbconvert, GitHub)."""
+        from . import static
+
+        self.refresh_view()
+        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude) or {}
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        image = static.png(self.layout, header_html=self.static_header()) if static.enabled() else None
+        if image is not None:
+            import base64
+
+            data["image/png"] = base64.b64encode(image).decode()
+        return data
+
+    def static_header(self) -> str:
+        """What the static image shows above the plots: the controls' values and the summary."""
+        import html
+
+        vals = ", ".join(f"{html.escape(getattr(c, 'description', k) or k)} = <b>{html.escape(str(_label(c)))}</b>"
+                         for k, c in self.controls.items())
+        return (f"<div style='font:12px sans-serif;margin-bottom:6px'>{vals}</div>"
+                f"<div style='font-family:sans-serif'>{self.summary.value}</div>")
+
+
+def _label(control):
+    """The label a person sees for a control's value (an option's text, not its key)."""
+    opts = getattr(control, "options", None)
+    if opts:
+        for o in opts:
+            if isinstance(o, tuple) and o[1] == control.value:
+                return o[0]
+    return control.value

@@ -10,11 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..claims import load_claims
-from . import PALETTE, SETTING_LABELS, fmt
+from . import COLORS, DASHES, LIMIT, MARKERS, NEUTRAL, PALETTE, REFERENCE, SETTING_LABELS, fmt, setting_style
 from .dashboard import Dashboard
 
 GB = 1e9
 FREELIST_COLORS = {"array": PALETTE["off"], "map": PALETTE["article"]}
+FREELIST_MARKERS = {"array": MARKERS["off"], "map": MARKERS["article"]}
 
 
 def _finite(x) -> np.ndarray:
@@ -80,26 +81,29 @@ class EtcdStorageDashboard(Dashboard):
         for fl in ("array", "map"):
             f1.line("gb", f"{fl}_p99", source=S["sweep"], line_width=2, color=FREELIST_COLORS[fl],
                     legend_label=f"{fl} p99")
+            f1.scatter("gb", f"{fl}_p99", source=S["sweep"], size=6, marker=FREELIST_MARKERS[fl],
+                       color=FREELIST_COLORS[fl], legend_label=f"{fl} p99")
             f1.line("gb", f"{fl}_p50", source=S["sweep"], line_width=1, line_dash="dashed",
                     color=FREELIST_COLORS[fl], legend_label=f"{fl} p50")
-        self.db_marker = Span(location=2.0, dimension="height", line_dash="dotted", line_color="#555")
+        self.db_marker = Span(location=2.0, dimension="height", line_dash="dotted", line_color=REFERENCE)
         f1.add_layout(self.db_marker)
         f1.legend.location = "top_left"
         f1.legend.label_text_font_size = "8pt"
         f1.y_range.start = 0
         f2 = figure(title="free space by run length (at this db size)", x_axis_label="run of free pages",
                     y_axis_label="runs", y_axis_type="log", **kw)
-        f2.vbar(x="run", top="spans", bottom=1, width=0.8, source=S["hist"], color="#7f8c8d")
+        f2.vbar(x="run", top="spans", bottom=1, width=0.8, source=S["hist"], color=NEUTRAL)
         f3 = figure(title="etcd db size vs --quota-backend-bytes", x_axis_label="simulated minutes",
                     y_axis_label="GB", **kw)
         self.db_line = f3.line("t", "db", source=S["series"], line_width=2, color=PALETTE["off"],
                                legend_label="db file")
-        f3.line("t", "db_use", source=S["series"], line_width=1, line_dash="dotted", color="#333",
+        f3.line("t", "db_use", source=S["series"], line_width=1, line_dash="dotted", color=COLORS[3],
                 legend_label="in use")
-        f3.line("t", "history", source=S["series"], line_width=1, color="#e67e22", legend_label="MVCC history")
-        f3.line("t", "quota", source=S["series"], line_width=2, line_dash="dashed", color="#7d3c98",
+        f3.line("t", "history", source=S["series"], line_width=1.5, line_dash="dashdot", color=COLORS[0],
+                legend_label="MVCC history")
+        f3.line("t", "quota", source=S["series"], line_width=2, line_dash="dashed", color=LIMIT,
                 legend_label="quota")
-        f3.scatter("t", "db", source=S["alarm"], size=12, marker="x", color="#7d3c98", line_width=3,
+        f3.scatter("t", "db", source=S["alarm"], size=12, marker="x", color=LIMIT, line_width=3,
                    legend_label="NOSPACE")
         f3.legend.location = "top_left"
         f3.legend.label_text_font_size = "8pt"
@@ -137,9 +141,9 @@ class EtcdStorageDashboard(Dashboard):
         else:
             i = min(int(sm["etcd_nospace_at_s"]), len(df) - 1)
             self.sources["alarm"].data = dict(t=[t[i]], db=[df["etcd_mvcc_db_total_size_in_bytes"].iloc[i] / GB])
-        color = PALETTE[setting]
         for glyph in (self.db_line, self.commit_line):
-            glyph.glyph.line_color = color
+            glyph.glyph.line_color = PALETTE[setting]
+            glyph.glyph.line_dash = DASHES[setting]
         self.summary.value = summary_html(self.lab, result, sw, ov["db_size_bytes"])
 
 
@@ -181,10 +185,13 @@ def sweep_figure(df, title: str = "put p99 vs db size", measured=None):
     for fl, g in df.groupby("freelist", sort=False):
         f.line(g.db_bytes / GB, _finite(g.put_p99_s) * 1e3, line_width=2, color=FREELIST_COLORS[fl],
                legend_label=f"{fl} (model)")
+        f.scatter(g.db_bytes / GB, _finite(g.put_p99_s) * 1e3, size=6, marker=FREELIST_MARKERS[fl],
+                  color=FREELIST_COLORS[fl], legend_label=f"{fl} (model)")
         sat = g[g.saturated] if "saturated" in g else g.iloc[:0]
         if len(sat):
             f.scatter(sat.db_bytes / GB, np.full(len(sat), np.nanmax(_finite(df.put_p99_s)) * 1e3 * 1.05),
-                      marker="triangle", size=8, color=FREELIST_COLORS[fl], legend_label=f"{fl}: falls behind")
+                      marker="inverted_triangle", size=9, color=FREELIST_COLORS[fl],
+                      legend_label=f"{fl}: falls behind")
     for fl, pts in (measured or {}).items():
         xs, ys = zip(*pts)
         f.scatter(np.asarray(xs) / GB, np.asarray(ys) * 1e3, size=9, marker="circle", fill_color="white",
@@ -210,9 +217,9 @@ def history_figure(lab, nodes=(1000, 2500, 5000, 7500, 10_000), quota_gib: float
             r = lab.run("article", {"nodes": int(n), "heartbeat_stream": hb, "duration": 330.0,
                                     "quota_backend_bytes": 1024**4, "db_size_bytes": 0})
             ys.append(r.summary["history_bytes_per_compaction_window"] / GB)
-        f.line(list(nodes), ys, line_width=2, color=PALETTE[hb], legend_label=labels[hb])
-        f.scatter(list(nodes), ys, size=6, color=PALETTE[hb])
+        f.line(list(nodes), ys, line_width=2, legend_label=labels[hb], **setting_style(hb))
+        f.scatter(list(nodes), ys, size=7, marker=MARKERS[hb], color=PALETTE[hb], legend_label=labels[hb])
     f.add_layout(Span(location=quota_gib * 1024**3 / GB, dimension="width", line_dash="dashed",
-                      line_color="#7d3c98"))
+                      line_color=LIMIT))
     f.legend.location = "top_left"
     return f

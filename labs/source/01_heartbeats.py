@@ -29,6 +29,15 @@ load_bokeh()
 # 2. What fills up first, the API servers' CPU (3 servers x 32 cores) or etcd's quota?
 # 3. Does a Lease reduce the number of writes etcd receives, or only their size?
 
+# %%
+# Your guesses before you run anything below (None = no guess yet)
+my_guess = {
+    "wal_gb_per_min_node_status": None,  # question 1: GB of etcd WAL per minute, Node-status heartbeats
+    "wal_gb_per_min_lease": None,        # question 1: the same with Lease
+    "fills_first": None,                 # question 2: "apiserver cpu", "etcd quota" or "neither"
+    "lease_reduces_writes": None,        # question 3: True (fewer writes) or False (only smaller ones)
+}
+
 # %% [markdown]
 # ## Toggle
 # The dashboard runs the whole model (10 simulated minutes) each time you change a control.
@@ -39,6 +48,14 @@ load_bokeh()
 # NBVAL_IGNORE_OUTPUT
 dash = HeartbeatDashboard()
 dash
+
+# %% [markdown]
+# Your guesses beside the model (its default scenario):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from kscale_lab.exercises import compare_guess
+compare_guess(my_guess, lab)
 
 # %% [markdown]
 # Every widget has a Python handle: a cell can do what a click does.

@@ -38,6 +38,15 @@ load_bokeh()
 # 2. Which grows the free list faster: Node-status heartbeats (15 KB every 10 s) or Leases?
 # 3. Is there any database on which the hashmap is **slower** than the array?
 
+# %%
+# Your guesses before you run anything below (None = no guess yet)
+my_guess = {
+    "array_p99_ms_2gb": None,      # question 1: put p99 (ms), array freelist, 2 GB db
+    "array_p99_ms_100gb": None,    #             ... 100 GB db
+    "hashmap_p99_ms_2gb": None,    #             hashmap freelist, 2 GB db
+    "hashmap_p99_ms_100gb": None,  #             ... 100 GB db
+}
+
 # %% [markdown]
 # ## Toggle
 # The switch sets the freelist and the quota of each era: `off` = array freelist, 2 GiB
@@ -52,6 +61,14 @@ load_bokeh()
 # NBVAL_IGNORE_OUTPUT
 dash = EtcdStorageDashboard()
 dash
+
+# %% [markdown]
+# Your guesses beside the model (its default scenario):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from kscale_lab.exercises import compare_guess
+compare_guess(my_guess, lab)
 
 # %% [markdown]
 # Every widget has a Python handle: a cell can do what a click does.

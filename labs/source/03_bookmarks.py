@@ -27,7 +27,7 @@ from bokeh.plotting import show
 from kscale_lab.apiserver.watchcache import ADDED, MODIFIED, Selector, WatchCache
 from kscale_lab.labs.bookmarks import LAB as lab
 from kscale_lab.viz import load_bokeh
-from kscale_lab.viz.bookmarks import BookmarksDashboard, claims_figure, ratio_figure
+from kscale_lab.viz.bookmarks import BookmarksDashboard, churn_figure, claims_figure, ratio_figure
 
 # %%
 load_bokeh()
@@ -89,6 +89,16 @@ print(f"with a longer tape, watch from RV 5 -> {r.code}: {r.scanned} events re-r
 # 3. Which setting cuts the events to re-sync at a **watch timeout** the most? At an **API server
 #    restart**?
 
+# %%
+# Your guesses before you run anything below (None = no guess yet)
+my_guess = {
+    "kubelet_events_per_min": None,  # question 1: pod events per minute on one kubelet's watch
+    "kubelet_rv_age_s": None,        # question 1: its RV age at the restart (median, s), no bookmarks
+    "kubelet_410_at_restart": None,  # question 2: True or False
+    "best_at_watch_timeout": None,   # question 3: "off", "article" or "upstream"
+    "best_at_restart": None,         # question 3: "off", "article" or "upstream"
+}
+
 # %% [markdown]
 # ## Toggle
 # Each change reruns the whole scenario: the clients LIST at t = 0, 10 simulated minutes of pod
@@ -102,6 +112,14 @@ print(f"with a longer tape, watch from RV 5 -> {r.code}: {r.scanned} events re-r
 # NBVAL_IGNORE_OUTPUT
 dash = BookmarksDashboard()
 dash
+
+# %% [markdown]
+# Your guesses beside the model (its default scenario):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from kscale_lab.exercises import compare_guess
+compare_guess(my_guess, lab)
 
 # %% [markdown]
 # Every widget has a Python handle: a cell can do what a click does.
@@ -168,20 +186,7 @@ print(churn.round(2).to_string(index=False))
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-sw = churn.melt(id_vars=["events/kubelet/min"], value_vars=["restart upstream/off %", "restart article/off %",
-                                                           "timeouts article/off %"])
-from bokeh.plotting import figure
-from bokeh.models import Span
-fig = figure(title="events to re-sync, % of no bookmarks, against how often a kubelet's watch fires",
-             x_axis_type="log", y_axis_type="log", width=640, height=300, toolbar_location=None,
-             x_axis_label="pod events per kubelet per minute", y_axis_label="% of off")
-for name, color in zip(sorted(set(sw.variable)), ("#2471a3", "#229954", "#7d3c98")):
-    g = sw[sw.variable == name]
-    fig.line(g["events/kubelet/min"], g.value, line_width=2, color=color, legend_label=name)
-    fig.scatter(g["events/kubelet/min"], g.value, size=6, color=color)
-fig.add_layout(Span(location=3.0, dimension="width", line_dash="dashed", line_color="#555"))
-fig.legend.location = "bottom_right"
-show(fig)
+show(churn_figure(churn))
 
 # %% [markdown]
 # At a twentieth of the default churn a kubelet's watch fires about once in twenty minutes, and the

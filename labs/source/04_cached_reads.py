@@ -39,6 +39,15 @@ load_bokeh()
 # 4. Can a `resourceVersion=0` read (answered from the cache at once) miss a write that was already
 #    acknowledged? Can a consistent read?
 
+# %%
+# Your guesses before you run anything below (None = no guess yet)
+my_guess = {
+    "etcd_round_trips": None,           # question 1: etcd round trips for one node's pods
+    "pods_decoded": None,               # question 1: pods the API server decodes
+    "rv0_can_miss_write": None,         # question 4: True or False
+    "consistent_can_miss_write": None,  # question 4: True or False
+}
+
 # %% [markdown]
 # ## One node's pods, from etcd
 # The API server's storage layer reads etcd in pages of `limit` keys and keeps the objects that
@@ -69,6 +78,14 @@ for grow, when in [(False, "2019 (fixed pages)"), (True, "today (pages double up
 # NBVAL_IGNORE_OUTPUT
 dash = CachedReadsDashboard()
 dash
+
+# %% [markdown]
+# Your guesses beside the model (its default scenario):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from kscale_lab.exercises import compare_guess
+compare_guess(my_guess, lab)
 
 # %% [markdown]
 # Every control has a Python handle: a cell can do what a click does.

@@ -37,6 +37,15 @@ load_bokeh()
 #    anti-affinity?
 # 4. If the scheduler stops after 500 feasible nodes out of 10,000, how often does it still pick the best node?
 
+# %%
+# Your guesses before you run anything below (None = no guess yet)
+my_guess = {
+    "cycle_ms_10k": None,             # question 1: ms per scheduling cycle, 10k nodes, all evaluated
+    "pods_per_s": None,               # question 1: pods per second one scheduler places
+    "last_pod_wait_s": None,          # question 2: seconds the burst's last pods wait (p99)
+    "best_node_share_relaxed": None,  # question 4: share of pods on a best node (0..1 or %)
+}
+
 # %% [markdown]
 # ## What one scheduling cycle costs
 # A cycle takes one pod from the queue, runs the filter plugins on nodes (a node stops at its first
@@ -65,6 +74,14 @@ for n in (1_000, 5_000, 10_000):
 # NBVAL_IGNORE_OUTPUT
 dash = SchedulerDashboard()
 dash
+
+# %% [markdown]
+# Your guesses beside the model (its default scenario):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from kscale_lab.exercises import compare_guess
+compare_guess(my_guess, lab)
 
 # %% [markdown]
 # Every widget has a Python handle: a cell can do what a click does.
