@@ -305,6 +305,14 @@ class EventBatch:
         return EventBatch(**{f: np.zeros(0, dtype=_EVENT_DTYPES[f]) for f in _EVENT_FIELDS})
 
 
+def _distinct(keys: np.ndarray) -> bool:
+    """No key twice: strictly increasing keys (a LIST's, in key order) are distinct at
+    once; otherwise sort."""
+    if keys.size < 2 or bool(np.all(keys[1:] > keys[:-1])):
+        return True
+    return np.unique(keys).size == keys.size
+
+
 @dataclass
 class ObjectSet:
     """Objects of one resource type (the state a LIST returns): numpy columns."""
@@ -327,7 +335,7 @@ class ObjectSet:
         for f in ("ns", "node", "label", "size", "rv"):
             if getattr(self, f).shape != (n,):
                 raise ParameterError("objects", f"columns must be 1-D of equal length; {f} differs from key")
-        if n and (self.key.min() < 0 or np.unique(self.key).size != n):
+        if n and (self.key.min() < 0 or not _distinct(self.key)):
             raise ParameterError("objects", "keys must be distinct non-negative integers")
 
     def __len__(self) -> int:
@@ -397,13 +405,31 @@ def _poisson_times(rng: np.random.Generator, rate: float, duration: float) -> np
 
 
 def _periodic_times(rng: np.random.Generator, n_objects: int, period: float, duration: float):
-    """Each object writes every ``period`` from a random phase: (times, object ids)."""
+    """Each object writes every ``period`` from a random phase: (times, object ids).
+
+    In time order, ties in the order of the object ids: write ``j`` of every object falls
+    in ``[j * period, (j + 1) * period)``, so sorting the phases once sorts every write."""
     phase = rng.uniform(0.0, period, size=n_objects)
     k = int(math.ceil(duration / period)) + 1
-    t = (phase[:, None] + period * np.arange(k)[None, :]).ravel()
-    obj = np.repeat(np.arange(n_objects, dtype=np.int64), k)
+    by_phase = np.argsort(phase, kind="stable")
+    t = (phase[by_phase][None, :] + period * np.arange(k)[:, None]).ravel()
+    obj = np.tile(by_phase.astype(np.int64), k)
     keep = t < duration
     return t[keep], obj[keep]
+
+
+def _merge_ranks(times: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Position of every element of each sorted array in their stable merge (ties: the
+    earlier array first, then the order within an array): the same as a stable argsort
+    of their concatenation, without sorting millions of elements."""
+    ranks = []
+    for i, t in enumerate(times):
+        r = np.arange(t.size, dtype=np.int64)
+        for j, u in enumerate(times):
+            if j != i:
+                r += np.searchsorted(u, t, side="right" if j < i else "left")
+        ranks.append(r)
+    return ranks
 
 
 def generate_cluster_writes(seed: int, duration: float, params: Mapping | None = None) -> ClusterWrites:
@@ -500,22 +526,25 @@ def generate_cluster_writes(seed: int, duration: float, params: Mapping | None =
     node_t, _ = _periodic_times(rng, n_nodes, p["node_status_update_period"], duration)
     ev_t = _poisson_times(rng, p["core_events_per_s"], duration)
 
-    all_t = np.concatenate([pod_time, node_t, lease_t, ev_t])
-    all_type = np.concatenate([
-        np.full(pod_time.size, RTYPE_POD, dtype=np.int8), np.full(node_t.size, RTYPE_NODE, dtype=np.int8),
-        np.full(lease_t.size, RTYPE_LEASE, dtype=np.int8), np.full(ev_t.size, RTYPE_EVENT, dtype=np.int8)])
-    order = np.argsort(all_t, kind="stable")
-    all_rv = np.empty(all_t.size, dtype=np.int64)
-    all_rv[order] = counter.allocate(all_t.size)
+    # every write gets the next revision in time order (ties: pods, nodes, leases, events)
+    pod_order = np.argsort(pod_time, kind="stable")
+    streams = [pod_time[pod_order], node_t, lease_t, ev_t]
+    ranks = _merge_ranks(streams)
+    total = sum(x.size for x in streams)
+    all_t = np.empty(total)
+    all_type = np.empty(total, dtype=np.int8)
+    for x, r, code in zip(streams, ranks, (RTYPE_POD, RTYPE_NODE, RTYPE_LEASE, RTYPE_EVENT)):
+        all_t[r] = x
+        all_type[r] = code
+    all_rv = counter.allocate(total)
 
-    pod_order = np.argsort(all_rv[: pod_time.size], kind="stable")
     pods = EventBatch(
-        rv=all_rv[: pod_time.size][pod_order], time=pod_time[pod_order],
+        rv=all_rv[ranks[0]], time=streams[0],
         key=pod_cols["key"][pod_order], etype=pod_cols["etype"][pod_order],
         ns=pod_cols["ns"][pod_order], node=pod_cols["node"][pod_order],
         label=pod_cols["label"][pod_order], size=pod_cols["size"][pod_order])
-    return ClusterWrites(initial_pods=initial, list_rv=list_rv, pods=pods, rv=all_rv[order],
-                         time=all_t[order], rtype=all_type[order], duration=float(duration), params=p)
+    return ClusterWrites(initial_pods=initial, list_rv=list_rv, pods=pods, rv=all_rv,
+                         time=all_t, rtype=all_type, duration=float(duration), params=p)
 
 
 # --------------------------------------------------------------------------------------
@@ -731,7 +760,10 @@ class WatchCache:
                       "label": np.zeros(0, dtype=np.int32)}
         self._size = np.zeros(0, dtype=np.int32)
         self._orv = np.zeros(0, dtype=np.int64)
-        self._indexes: dict[str, dict[int, set[int]]] = {name: {} for name in INDEX_NAMES}
+        # the indexes (value -> set of keys), built from the state on first use and then
+        # maintained write by write; None until a LIST or a lookup needs them. What they
+        # cost is counted in ``index_ops`` either way (upstream maintains them eagerly).
+        self._idx: dict[str, dict[int, set[int]]] | None = None
         # counters and histories
         self.events_received = 0
         self.evictions = 0
@@ -805,18 +837,24 @@ class WatchCache:
         self._orv = r
         self._nkeys = new
 
+    @property
+    def _indexes(self) -> dict[str, dict[int, set[int]]]:
+        if self._idx is None:
+            self._rebuild_indexes()
+        return self._idx
+
     def _index_add(self, name: str, value: int, key: int):
-        bucket = self._indexes[name].get(value)
+        bucket = self._idx[name].get(value)
         if bucket is None:
-            self._indexes[name][value] = {key}
+            self._idx[name][value] = {key}
         else:
             bucket.add(key)
 
     def _index_remove(self, name: str, value: int, key: int):
-        bucket = self._indexes[name][value]
+        bucket = self._idx[name][value]
         bucket.discard(key)
         if not bucket:
-            del self._indexes[name][value]
+            del self._idx[name][value]
 
     # -- LIST / relist ----------------------------------------------------------------------
     def replace(self, objects: ObjectSet, list_rv: int, time: float = 0.0):
@@ -840,7 +878,7 @@ class WatchCache:
         self._attr["label"][objects.key] = objects.label
         self._size[objects.key] = objects.size
         self._orv[objects.key] = objects.rv
-        self._rebuild_indexes()
+        self._idx = None             # rebuilt from the new state when first used
         self.index_ops += len(objects) * len(INDEX_NAMES)
         self._start = self._end
         self.removed_event_since_relist = False
@@ -851,6 +889,7 @@ class WatchCache:
 
     def _rebuild_indexes(self):
         keys = np.flatnonzero(self._exists)
+        self._idx = {}
         for name in INDEX_NAMES:
             vals = self._attr[_ATTR_OF_INDEX[name]][keys]
             order = np.argsort(vals, kind="stable")
@@ -860,7 +899,7 @@ class WatchCache:
             for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, sv.size]):
                 if hi > lo:
                     idx[int(sv[lo])] = set(sk[lo:hi].tolist())
-            self._indexes[name] = idx
+            self._idx[name] = idx
 
     def restart(self, time: float = 0.0):
         """A new API server process: a new cache LISTs the current state at the current
@@ -887,7 +926,7 @@ class WatchCache:
 
     def index_bucket(self, index_name: str, value: int) -> np.ndarray:
         """Keys in one index bucket (sorted)."""
-        if index_name not in self._indexes:
+        if index_name not in INDEX_NAMES:
             raise ParameterError("index_name", f"must be one of {', '.join(INDEX_NAMES)}; got {index_name!r}")
         b = self._indexes[index_name].get(int(value))
         return np.sort(np.fromiter(b, dtype=np.int64, count=len(b))) if b else np.zeros(0, dtype=np.int64)
@@ -1004,7 +1043,7 @@ class WatchCache:
         old_attr = {a: self._attr[a][touched].copy() for a in ("ns", "node", "label")}
         new_exists = post_exists[last_pos]
         new_attr = {a: cur[a][last_pos] for a in ("ns", "node", "label")}
-        for name in INDEX_NAMES:
+        for name in INDEX_NAMES if self._idx is not None else ():
             a = _ATTR_OF_INDEX[name]
             diff = old_exists & new_exists & (old_attr[a] != new_attr[a])
             rem = np.flatnonzero(old_exists & (~new_exists | diff))
