@@ -138,9 +138,9 @@ WATCHCACHE_PARAMS = ParamSet([
 ])
 
 CHURN_PARAMS = ParamSet([
-    Param("nodes", 10_000, "nodes", "brief/article.md: target 10k nodes", "cluster size",
+    Param("nodes", 10_000, "nodes", "docs/article.md: target 10k nodes", "cluster size",
           lo=1, hi=100_000, kind=int),
-    Param("pods", 200_000, "pods", "brief/article.md: target 200k pods", "pods at t=0",
+    Param("pods", 200_000, "pods", "docs/article.md: target 200k pods", "pods at t=0",
           lo=0, hi=5_000_000, kind=int),
     Param("namespaces", 1_000, "namespaces",
           "assumption: 1k tenant namespaces (sig-scalability thresholds.md allows 10k)",
@@ -175,11 +175,11 @@ CHURN_PARAMS = ParamSet([
           "assumption: a typical Pod object is a few KB (the article quotes 15 KB for a Node)",
           "mean pod object size; sizes are U(0.5, 1.5) x this", lo=1, hi=10_000_000, kind=int),
     Param("node_lease_renew_interval", 10.0, "s",
-          "brief/mechanisms.md section 2: kubelet renews its Lease every 10 s (KEP-589)",
+          "docs/upstream.md section 2: kubelet renews its Lease every 10 s (KEP-589)",
           "every node writes its Lease this often (other-type revisions between pod RVs)",
           lo=0.1, hi=3600.0),
     Param("node_status_update_period", 300.0, "s",
-          "brief/mechanisms.md section 2: periodic NodeStatus every 5 min since v1.17",
+          "docs/upstream.md section 2: periodic NodeStatus every 5 min since v1.17",
           "every node writes its Node object this often", lo=1.0, hi=86400.0),
     Param("core_events_per_s", 50.0, "events/s",
           "assumption: core/v1 Event objects written by controllers and kubelets",

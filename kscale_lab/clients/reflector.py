@@ -90,7 +90,7 @@ REFLECTOR_PARAMS = ParamSet([
           "assumption: kube-scheduler, kube-controller-manager and a few operators watch all pods",
           "clients that watch every pod (beside one kubelet per node)", lo=0, hi=10_000, kind=int),
     Param("reconnect", "warm", "1",
-          "brief/mechanisms.md section 4 (getAllEventsSinceLocked: oldest = listRV + 1 after a relist)",
+          "docs/upstream.md section 4 (getAllEventsSinceLocked: oldest = listRV + 1 after a relist)",
           "after an API server restart the clients reconnect to a cache that holds the "
           "history (warm: an HA peer) or to a freshly started one (cold)",
           choices=("warm", "cold"), kind=str),

@@ -58,7 +58,7 @@ etcd-io/etcd ``server/storage/backend/{backend.go,batch_tx.go}`` (batched commit
 the lock), ``server/storage/mvcc/{kvstore.go,kvstore_compaction.go}``,
 ``server/etcdserver/quota.go``.
 
-Article claim served (``brief/article.md`` section 1): with the segregated hashmap
+Article claim served (``docs/article.md`` section 1): with the segregated hashmap
 etcd holds 100 GB "with no significant read/write latency growth"; before it, the
 CNCF write-up saw bbolt's spill go from ~1 ms to ~8 s above 40 GB after a compaction.
 """
@@ -96,7 +96,7 @@ REVISION_KEY_SIZE = 17
 #: bbolt's DefaultFillPercent, used where etcd does not set FillPercent (deletes only)
 DEFAULT_FILL_PERCENT = 0.5
 
-_SEC4 = "brief/etcd-real.md section 4 (etcd 3.4.23 on the lab machine)"
+_SEC4 = "data/etcd_real section 4 (etcd 3.4.23 on the lab machine)"
 
 PARAMS = ParamSet([
     Param("kv_framing_bytes", 20, "B",
