@@ -115,20 +115,40 @@ def call_quiet(exercise: str, fn, *args):
 
 
 def names_used(fn) -> set:
-    """Global and attribute names a function's code (and its nested code) refers to."""
+    """Global, attribute and closure names a function's code (and its nested code) refers to."""
     code = getattr(fn, "__code__", None)
     out, todo = set(), [code] if code is not None else []
     while todo:
         c = todo.pop()
         out.update(c.co_names)
+        out.update(c.co_freevars)
         todo.extend(k for k in c.co_consts if hasattr(k, "co_names"))
     return out
 
 
-def refuse_shortcut(exercise: str, fn, names, why: str = "") -> "Verdict | None":
-    """A "not yet right" if ``fn``'s code calls one of ``names`` (the lab's own answer,
-    imported by the notebook for another cell), else None."""
+def objects_used(fn) -> list:
+    """The objects behind those names: the function's globals it names, its closure cells."""
+    out = []
+    glb = getattr(fn, "__globals__", {})
+    for name in names_used(fn):
+        if name in glb:
+            out.append(glb[name])
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            out.append(cell.cell_contents)
+        except ValueError:      # an empty cell
+            pass
+    return out
+
+
+def refuse_shortcut(exercise: str, fn, names, why: str = "", objects=()) -> "Verdict | None":
+    """A "not yet right" if ``fn``'s code calls one of ``names`` or one of ``objects``
+    (the lab's own answer, imported by the notebook for another cell, under any alias),
+    else None."""
     used = sorted(names_used(fn) & set(names))
+    if not used and objects:
+        hit = [o for o in objects_used(fn) if any(o is x for x in objects)]
+        used = [getattr(hit[0], "__name__", "the lab's function")] if hit else []
     if not used:
         return None
     return verdict(exercise, "not yet right", f"Your function calls {used[0]}, the lab's own answer: write the rule "

@@ -52,7 +52,9 @@ def check_round_trips(fn) -> Verdict:
     store's paging loop (:func:`kscale_lab.etcd.range_reads.plan_list`)."""
     from ..etcd.range_reads import plan_list
 
-    bad = refuse_shortcut(EX1, fn, ("plan_list", "plan_work", "etcd_list"))
+    from ..apiserver.consistent_read import etcd_list
+
+    bad = refuse_shortcut(EX1, fn, ("plan_list", "plan_work", "etcd_list"), objects=(plan_list, etcd_list))
     if bad:
         return bad
     cases = [(200_000, 500, False), (200_000, 500, True), (150_000, 500, True), (10_000, 500, False),

@@ -74,7 +74,11 @@ def feasible_nodes_to_find(n: int, pct: int = 0, min_nodes: int = 100, min_perce
 def check_nodes_to_score(fn) -> Verdict:
     """``fn(num_all_nodes, percentage_of_nodes_to_score, min_nodes, min_percentage)`` ->
     feasible nodes to find."""
-    bad = refuse_shortcut(EX1, fn, _SHORTCUTS, " (the check also varies the floors, which it cannot)")
+    from ..labs.scheduler import nodes_to_score
+    from ..scheduler.search import num_feasible_nodes_to_find
+
+    bad = refuse_shortcut(EX1, fn, _SHORTCUTS, " (the check also varies the floors, which it cannot)",
+                          objects=(nodes_to_score, num_feasible_nodes_to_find))
     if bad:
         return bad
     rng = np.random.default_rng(5)
