@@ -44,6 +44,7 @@ notebooks: setup
 
 bench: setup
 	$(PY) benchmarks/bench_heartbeats.py
+	$(PY) benchmarks/bench_dashboards.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
