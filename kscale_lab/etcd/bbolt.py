@@ -66,6 +66,7 @@ CNCF write-up saw bbolt's spill go from ~1 ms to ~8 s above 40 GB after a compac
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -1014,6 +1015,15 @@ def work_law(trace: Sequence[Sequence[int]], kind: str, puts_per_commit: float, 
 
 
 def _reference_pagefile(kind: str, free_pages: int, seed: int, layout: str) -> PageFile:
+    starts, sizes, hw = _reference_layout(int(free_pages), int(seed), layout)
+    cls = F.ArrayFreelist if kind == "array" else F.HashmapFreelist
+    return PageFile(cls.from_spans(starts, sizes), hw)
+
+
+@functools.lru_cache(maxsize=16)
+def _reference_layout(free_pages: int, seed: int, layout: str):
+    """The free space a work law is measured on (seeded, so drawn once per process; the
+    arrays are read-only: every freelist built from them copies them)."""
     if layout == "section4":
         n_keys = max(1, round(free_pages / 1_020_000 * 240_000))
         starts, sizes, hw = F.etcd_value_layout(n_keys, seed=seed)
@@ -1021,8 +1031,10 @@ def _reference_pagefile(kind: str, free_pages: int, seed: int, layout: str) -> P
         starts, sizes, hw = F.fragmented_spans(free_pages, 4.0, seed)
     else:
         raise ParameterError("layout", f"must be 'section4' or 'geometric'; got {layout!r}")
-    cls = F.ArrayFreelist if kind == "array" else F.HashmapFreelist
-    return PageFile(cls.from_spans(starts, sizes), hw)
+    starts, sizes = np.asarray(starts), np.asarray(sizes)
+    starts.flags.writeable = False
+    sizes.flags.writeable = False
+    return starts, sizes, hw
 
 
 def commit_seconds(law: WorkLaw, free_pages, puts, params: Mapping | None = None) -> dict:
