@@ -187,15 +187,17 @@ class MVCCStore:
         keep = np.ones(log_rev.size, dtype=bool)
         if old_idx.size:
             keys_old = log_key[old_idx]
-            # newest old revision per key survives: first occurrence scanning backwards
-            _, first_in_rev = np.unique(keys_old[::-1], return_index=True)
-            survivors = old_idx[::-1][first_in_rev]
+            # newest old revision per key survives: its last position among the old ones
+            # (keys are 0..n_keys-1: a table per key instead of sorting half a million)
+            last = np.full(self.n_keys, -1, dtype=np.int64)
+            np.maximum.at(last, keys_old, np.arange(keys_old.size, dtype=np.int64))
+            rewritten = np.flatnonzero(last >= 0)          # the keys written at or below `rev`
+            survivors = old_idx[last[rewritten]]
             keep[old_idx] = False
             keep[survivors] = True
             freed += float(self._log_pages.view()[~keep].sum())
             removed += int((~keep).sum())
             # a key rewritten at or below `rev` loses its initial revision too
-            rewritten = np.unique(keys_old)
             alive = rewritten[self._initial_alive[rewritten]]
             freed += float(self._initial_pages[alive].sum())
             removed += int(alive.size)
