@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..costs import Costs
+from ..errors import ParameterError
 
 # etcd quota.go: kvOverhead = 256 bytes added to key+value for a put's cost
 KV_OVERHEAD = 256
@@ -84,7 +85,7 @@ class MVCCStore:
     """
 
     def __init__(self, key_sizes: np.ndarray, key_bytes: np.ndarray | float, costs: Costs,
-                 expected_writes: int = 0):
+                 expected_writes: int = 0, initial_pages: np.ndarray | None = None):
         self.costs = costs
         key_sizes = np.asarray(key_sizes, dtype=np.float64)
         n = key_sizes.size
@@ -95,7 +96,14 @@ class MVCCStore:
         # Each key's initial revision (1..n) is kept implicitly: a flag and its page bytes.
         # The explicit log holds the revisions written since, until compaction removes them.
         self._initial_alive = np.ones(n, dtype=bool)
-        self._initial_pages = costs.page_bytes(key_sizes)
+        # page bytes of each initial revision; a caller that built key_sizes from a few sizes
+        # may pass them (costs.page_bytes of each size, repeated): the same numbers, faster
+        if initial_pages is None:
+            self._initial_pages = costs.page_bytes(key_sizes)
+        else:
+            self._initial_pages = np.asarray(initial_pages, dtype=np.float64)
+            if self._initial_pages.shape != (n,):
+                raise ParameterError("initial_pages", f"must hold one value per key ({n}); got {self._initial_pages.shape}")
         cap = max(1024, int(expected_writes))
         self._log_key = _Growable(np.int32, capacity=cap)
         self._log_pages = _Growable(np.float64, capacity=cap)

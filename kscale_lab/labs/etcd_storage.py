@@ -554,25 +554,31 @@ class _GroupStore:
         self.st = st
         self.rng = rng
         self.costs = costs
-        sizes, kbytes, self.offset = [], [], {}
+        sizes, kbytes, pages, self.offset = [], [], [], {}
+        # the keys come in blocks of one size: their page bytes are computed once per block
+        page_of = lambda v: float(costs.page_bytes(float(v)))  # noqa: E731
         off = 0
         for k in kinds:
             rate, vb, n, ob = st[k]
             n_keys = n + (ev_new if k == "event" else 0)
             self.offset[k] = off
             sizes.append(np.full(n_keys, ob if k != "event" else 0.0))
+            pages.append(np.full(n_keys, page_of(ob if k != "event" else 0.0)))
             if k == "event":
                 sizes[-1][:n] = ob
+                pages[-1][:n] = page_of(ob)
             kbytes.append(np.full(n_keys, KEY_BYTES[k]))
             off += n_keys
         n_fill = int(math.ceil(filler_bytes / FILL_VALUE)) if filler_bytes > 0 else 0
         if n_fill:
             sizes.append(np.full(n_fill, filler_bytes / n_fill))
+            pages.append(np.full(n_fill, page_of(filler_bytes / n_fill)))
             kbytes.append(np.full(n_fill, 60.0))
         sizes = np.concatenate(sizes) if sizes else np.zeros(0)
+        pages = np.concatenate(pages) if pages else np.zeros(0)
         kbytes = np.concatenate(kbytes) if kbytes else np.zeros(0)
         expected = int(sum(st[k][0] for k in kinds) * steps * 1.3) + 1024
-        self.store = MVCCStore(sizes, kbytes, costs, expected_writes=expected)
+        self.store = MVCCStore(sizes, kbytes, costs, expected_writes=expected, initial_pages=pages)
         if "event" in kinds:
             # events created but not yet written have no object yet: they hold no pages
             e0 = self.offset["event"] + st["event"][2]
