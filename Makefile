@@ -52,6 +52,7 @@ nbgrader: setup
 
 bench: setup
 	$(PY) benchmarks/bench_heartbeats.py
+	$(PY) benchmarks/bench_dashboards.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

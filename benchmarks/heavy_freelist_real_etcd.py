@@ -5,7 +5,7 @@
 Optional and slow: with the default 4 GB db it takes several minutes and up to ~12 GB of disk
 (the db, its WAL before the purge, and a copy per measurement run). Never run in CI.
 
-What it does, as ``brief/etcd-real.md`` section 4 did:
+What it does, as ``data/etcd_real`` section 4 did:
 
 1. **build**: a private etcd (:class:`kscale_lab.etcd.realetcd.RealEtcd`) gets keys with values of
    1-64 KiB (random bytes, in transactions of ~1 MB through the JSON gateway) until the db

@@ -40,11 +40,11 @@ COST_PARAMS = ParamSet([
           "(64 above 3000; etcd shares that machine)",
           "CPU cores available to one kube-apiserver", lo=0.1, hi=1024),
     Param("max_mutating_requests_inflight", 200, "requests",
-          "kube-apiserver --max-mutating-requests-inflight default (brief/mechanisms.md section 3)",
+          "kube-apiserver --max-mutating-requests-inflight default (docs/upstream.md section 3)",
           "mutating requests one API server runs at once; more are rejected with 429", lo=1, hi=100_000,
           kind=int, flag="--max-mutating-requests-inflight"),
     Param("max_requests_inflight", 400, "requests",
-          "kube-apiserver --max-requests-inflight default (brief/mechanisms.md section 3)",
+          "kube-apiserver --max-requests-inflight default (docs/upstream.md section 3)",
           "read-only requests one API server runs at once", lo=1, hi=100_000, kind=int,
           flag="--max-requests-inflight"),
     # --- API server CPU per request -------------------------------------------------
@@ -94,17 +94,17 @@ COST_PARAMS = ParamSet([
           plausible=(0.1, 0.4), plausible_source="controllers mostly read from their informers: between one write in ten and two in five of the other requests"),
     # --- etcd ------------------------------------------------------------------------
     Param("etcd_put_latency", 3 * MS, "s",
-          "brief/etcd-real.md: put p50 0.8-1.4 ms, p99 2-5 ms on this machine's fast disk; cloud SSD fsync "
+          "data/etcd_real: put p50 0.8-1.4 ms, p99 2-5 ms on this machine's fast disk; cloud SSD fsync "
           "adds 1-10 ms, so 3 ms is a middle value",
           "latency of one etcd write (raft + WAL fsync + bbolt batch)", lo=0, hi=60),
     Param("etcd_wal_entry_overhead", 130.0, "B",
-          "brief/etcd-real.md section 3: (WAL bytes - value bytes) / puts = 122-136 B at 10k nodes",
+          "data/etcd_real section 3: (WAL bytes - value bytes) / puts = 122-136 B at 10k nodes",
           "WAL bytes per write beyond the value (key, raft entry framing, HardState)", lo=0, hi=100_000),
     Param("mvcc_record_overhead", 100.0, "B",
           "derived: bbolt leaf element 16 B + revision key 17 B + mvccpb.KeyValue fields (key ~40 B, "
           "revisions, version, lease) ~70 B",
           "bytes per stored revision beyond the value", lo=0, hi=100_000),
-    Param("bbolt_page_size", 4096, "B", "bbolt: the OS page size (brief/mechanisms.md section 1)",
+    Param("bbolt_page_size", 4096, "B", "bbolt: the OS page size (docs/upstream.md section 1)",
           "bbolt page size", lo=512, hi=65_536, kind=int),
     Param("bbolt_fill_percent", 0.9, "1",
           "etcd server/storage/backend/batch_tx.go: UnsafeSeqPut sets bucket.FillPercent = 0.9 for the "

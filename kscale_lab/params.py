@@ -8,7 +8,7 @@ cost of decoding a byte, an upstream flag's default. A parameter knows
 * ``unit``: ``s``, ``B``, ``B/s``, ``cores``, ``1`` (dimensionless) ...;
 * ``default`` and the allowed range (``lo``/``hi``) or ``choices``;
 * ``source``: where the default comes from (a KEP, a file in an upstream repository,
-  a measurement in ``brief/etcd-real.md``), or ``assumption: ...`` with the reasoning
+  a measurement in ``data/etcd_real``), or ``assumption: ...`` with the reasoning
   when no published figure exists;
 * ``flag``: the upstream flag or config field it mirrors, when there is one;
 * ``plausible`` (optional): the ``(lo, hi)`` range a skeptical reader would still accept

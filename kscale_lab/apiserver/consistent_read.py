@@ -494,13 +494,23 @@ def etcd_get(kind: str, nbytes: float, costs: ReadCosts, fmt: str = "json") -> R
     return tr
 
 
+def _etcd_key_order(objects: ObjectSet) -> np.ndarray:
+    """The objects in etcd's key order (``/registry/pods/<namespace>/<name>``), sorted once
+    per object set (a LIST of the same state in another setting reads the same keys)."""
+    order = getattr(objects, "_etcd_order", None)
+    if order is None or order.size != len(objects):
+        order = np.lexsort((objects.key, objects.ns))
+        objects._etcd_order = order
+    return order
+
+
 def etcd_list(kind: str, objects: ObjectSet, selector: Selector, limit: int, grow: bool, costs: ReadCosts,
               fmt: str = "json", row_bytes: float | None = None) -> tuple[ReadTrace, ListPlan]:
     """A consistent LIST from etcd: keys in etcd's order (namespace, then name), pages of
     ``limit`` (the client follows continue tokens), every object decoded and filtered
     in the API server. ``row_bytes``: bytes per returned item if the response is a
     Table (``kubectl get``), else the objects themselves."""
-    order = np.lexsort((objects.key, objects.ns))
+    order = _etcd_key_order(objects)
     match = selector.matches(objects.ns[order], objects.node[order], objects.label[order])
     sizes = objects.size[order].astype(np.float64)
     plan = plan_list(match, sizes, limit, grow=grow)

@@ -58,7 +58,7 @@ etcd-io/etcd ``server/storage/backend/{backend.go,batch_tx.go}`` (batched commit
 the lock), ``server/storage/mvcc/{kvstore.go,kvstore_compaction.go}``,
 ``server/etcdserver/quota.go``.
 
-Article claim served (``brief/article.md`` section 1): with the segregated hashmap
+Article claim served (``docs/article.md`` section 1): with the segregated hashmap
 etcd holds 100 GB "with no significant read/write latency growth"; before it, the
 CNCF write-up saw bbolt's spill go from ~1 ms to ~8 s above 40 GB after a compaction.
 """
@@ -66,6 +66,7 @@ CNCF write-up saw bbolt's spill go from ~1 ms to ~8 s above 40 GB after a compac
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -96,7 +97,7 @@ REVISION_KEY_SIZE = 17
 #: bbolt's DefaultFillPercent, used where etcd does not set FillPercent (deletes only)
 DEFAULT_FILL_PERCENT = 0.5
 
-_SEC4 = "brief/etcd-real.md section 4 (etcd 3.4.23 on the lab machine)"
+_SEC4 = "data/etcd_real section 4 (etcd 3.4.23 on the lab machine)"
 
 PARAMS = ParamSet([
     Param("kv_framing_bytes", 20, "B",
@@ -1016,6 +1017,15 @@ def work_law(trace: Sequence[Sequence[int]], kind: str, puts_per_commit: float, 
 
 
 def _reference_pagefile(kind: str, free_pages: int, seed: int, layout: str) -> PageFile:
+    starts, sizes, hw = _reference_layout(int(free_pages), int(seed), layout)
+    cls = F.ArrayFreelist if kind == "array" else F.HashmapFreelist
+    return PageFile(cls.from_spans(starts, sizes), hw)
+
+
+@functools.lru_cache(maxsize=16)
+def _reference_layout(free_pages: int, seed: int, layout: str):
+    """The free space a work law is measured on (seeded, so drawn once per process; the
+    arrays are read-only: every freelist built from them copies them)."""
     if layout == "section4":
         n_keys = max(1, round(free_pages / 1_020_000 * 240_000))
         starts, sizes, hw = F.etcd_value_layout(n_keys, seed=seed)
@@ -1023,8 +1033,10 @@ def _reference_pagefile(kind: str, free_pages: int, seed: int, layout: str) -> P
         starts, sizes, hw = F.fragmented_spans(free_pages, 4.0, seed)
     else:
         raise ParameterError("layout", f"must be 'section4' or 'geometric'; got {layout!r}")
-    cls = F.ArrayFreelist if kind == "array" else F.HashmapFreelist
-    return PageFile(cls.from_spans(starts, sizes), hw)
+    starts, sizes = np.asarray(starts), np.asarray(sizes)
+    starts.flags.writeable = False
+    sizes.flags.writeable = False
+    return starts, sizes, hw
 
 
 def commit_seconds(law: WorkLaw, free_pages, puts, params: Mapping | None = None) -> dict:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..costs import Costs
+from ..errors import ParameterError
 
 # etcd quota.go: kvOverhead = 256 bytes added to key+value for a put's cost
 KV_OVERHEAD = 256
@@ -84,7 +85,7 @@ class MVCCStore:
     """
 
     def __init__(self, key_sizes: np.ndarray, key_bytes: np.ndarray | float, costs: Costs,
-                 expected_writes: int = 0):
+                 expected_writes: int = 0, initial_pages: np.ndarray | None = None):
         self.costs = costs
         key_sizes = np.asarray(key_sizes, dtype=np.float64)
         n = key_sizes.size
@@ -95,7 +96,14 @@ class MVCCStore:
         # Each key's initial revision (1..n) is kept implicitly: a flag and its page bytes.
         # The explicit log holds the revisions written since, until compaction removes them.
         self._initial_alive = np.ones(n, dtype=bool)
-        self._initial_pages = costs.page_bytes(key_sizes)
+        # page bytes of each initial revision; a caller that built key_sizes from a few sizes
+        # may pass them (costs.page_bytes of each size, repeated): the same numbers, faster
+        if initial_pages is None:
+            self._initial_pages = costs.page_bytes(key_sizes)
+        else:
+            self._initial_pages = np.asarray(initial_pages, dtype=np.float64)
+            if self._initial_pages.shape != (n,):
+                raise ParameterError("initial_pages", f"must hold one value per key ({n}); got {self._initial_pages.shape}")
         cap = max(1024, int(expected_writes))
         self._log_key = _Growable(np.int32, capacity=cap)
         self._log_pages = _Growable(np.float64, capacity=cap)
@@ -187,15 +195,17 @@ class MVCCStore:
         keep = np.ones(log_rev.size, dtype=bool)
         if old_idx.size:
             keys_old = log_key[old_idx]
-            # newest old revision per key survives: first occurrence scanning backwards
-            _, first_in_rev = np.unique(keys_old[::-1], return_index=True)
-            survivors = old_idx[::-1][first_in_rev]
+            # newest old revision per key survives: its last position among the old ones
+            # (keys are 0..n_keys-1: a table per key instead of sorting half a million)
+            last = np.full(self.n_keys, -1, dtype=np.int64)
+            np.maximum.at(last, keys_old, np.arange(keys_old.size, dtype=np.int64))
+            rewritten = np.flatnonzero(last >= 0)          # the keys written at or below `rev`
+            survivors = old_idx[last[rewritten]]
             keep[old_idx] = False
             keep[survivors] = True
             freed += float(self._log_pages.view()[~keep].sum())
             removed += int((~keep).sum())
             # a key rewritten at or below `rev` loses its initial revision too
-            rewritten = np.unique(keys_old)
             alive = rewritten[self._initial_alive[rewritten]]
             freed += float(self._initial_pages[alive].sum())
             removed += int(alive.size)

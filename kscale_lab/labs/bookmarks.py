@@ -191,6 +191,20 @@ class _Writes:
     per_type: dict
     revisions: int
     last_rv: int           # etcd's global revision at the end (every type)
+    # shared by every run on these writes (the results do not change): the pods' cache
+    # filled with them, per watch-cache parameters (settings with the same tape share it),
+    # and the reflector fleets' per-field index of the same history
+    caches: Any = None
+    pairs: dict = None
+
+    def filled_cache(self, wc: Mapping) -> "WatchCache":
+        def make():
+            cache = WatchCache("pods", self.initial, self.list_rv, params=wc)
+            cache.add_events(self.pods)
+            return cache
+        if self.caches is None:
+            self.caches = _LRU(2)
+        return self.caches.get_or(_frozen(wc), make)
 
 
 _WRITES = _LRU(2)
@@ -203,8 +217,9 @@ def _frozen(d: Mapping) -> tuple:
 def _writes(seed: int, duration: float, churn: dict) -> _Writes:
     def make():
         w = generate_cluster_writes(seed, duration, churn)
-        last = int(w.rv[-1]) if len(w.rv) else int(w.list_rv)
-        return _Writes(w.initial_pods, w.list_rv, w.pods, w.writes_per_type(), last - int(w.list_rv), last)
+        last = int(w.list_rv) + w.revisions   # the merged write log is not needed here
+        return _Writes(w.initial_pods, w.list_rv, w.pods, w.writes_per_type(), last - int(w.list_rv), last,
+                       pairs={})
     return _WRITES.get_or((seed, duration, _frozen(churn)), make)
 
 
@@ -305,15 +320,15 @@ class BookmarksLab(Lab):
                 raise
             raise ParameterError("pod_churn", f"must delete at most the {p['pods']:,} pods of t=0 before the "
                                               f"restart at {T:g} s; got {p['pod_churn']:g} pods/s") from None
-        # the clients LIST a freshly filled cache at t = 0, then the writes arrive
-        cache = WatchCache("pods", w.initial, w.list_rv, params=wc)
+        # the clients LIST a freshly filled cache at t = 0, then the writes arrive (the cache
+        # with every write is built once per tape and shared: the fleets only read it)
+        cache = w.filled_cache(wc)
         clients = self.clients(p)
         n_sel = p["nodes"]
         trace = sorted({0, n_sel // 3, (2 * n_sel) // 3}) + ([n_sel] if p["controllers"] else [])
         fleet = ReflectorFleet(cache, clients, bookmarks=POLICIES[setting]["bookmarks"], seed=p["seed"],
                                params={**wc, "min_watch_timeout": p["min_watch_timeout"]}, record=True,
-                               trace=trace)
-        cache.add_events(w.pods)
+                               trace=trace, listed=(w.initial, w.list_rv, 0), pairs=w.pairs)
         fleet.advance(T)
         # a freshly started cache LISTs at etcd's global revision (leases, nodes, events included)
         out = fleet.restart(T, p["reconnect"], cold_list_rv=max(w.last_rv, cache.current_rv))

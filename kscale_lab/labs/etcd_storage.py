@@ -50,7 +50,7 @@ GB = 1e9
 STORAGE_PARAMS = ParamSet([
     Param("backend_bbolt_freelist_type", "array", "1",
           "etcd 3.4: --experimental-backend-bbolt-freelist-type, default array; etcd 3.5+: "
-          "--backend-bbolt-freelist-type, default map (etcd CHANGELOG-3.5; brief/mechanisms.md section 1). "
+          "--backend-bbolt-freelist-type, default map (etcd CHANGELOG-3.5; docs/upstream.md section 1). "
           "Settings: off array, article and upstream map",
           "bbolt freelist: 'array' (sorted ids, first-fit scan) or 'map' (segregated hashmap)",
           choices=("array", "map"), kind=str, flag="--backend-bbolt-freelist-type"),
@@ -65,7 +65,7 @@ STORAGE_PARAMS = ParamSet([
           "size of the etcd db file the write stream lands on (at least the cluster's objects)",
           lo=0, hi=200 * GIB, kind=int),
     Param("free_fraction", 0.5, "1",
-          "brief/etcd-real.md section 4 built its dbs by deleting a random half of the values and compacting; "
+          "data/etcd_real section 4 built its dbs by deleting a random half of the values and compacting; "
           "assumption: a db that carried as much history as data looks like that after a compaction",
           "share of the db file's pages that are free at the start (after the last compaction)", lo=0.0, hi=0.99,
           plausible=(0.25, 0.75), plausible_source="a compaction frees what history the db carried: from a quarter (little history) to three quarters (history three times the live data)"),
@@ -85,7 +85,7 @@ STORAGE_PARAMS = ParamSet([
           "how long an Event lives (its etcd lease expires, the key is deleted)", lo=60, hi=30 * 86_400,
           flag="--event-ttl"),
     Param("stress_put_rate", 2550.0, "puts/s",
-          "measured: brief/etcd-real.md section 4, empty db: etcd took 2,490-2,600 puts/s of 1-64 KiB values "
+          "measured: data/etcd_real section 4, empty db: etcd took 2,490-2,600 puts/s of 1-64 KiB values "
           "from 8 clients; the CNCF stress test 'keeps injecting data' at about the rate etcd takes",
           "open-loop rate of the stress test (values of 1-64 KiB) for the 40 GB spill claim", lo=1, hi=10**6),
     Param("defrag_at", 0.0, "s", "operator action (etcdctl defrag, then alarm disarm)",
@@ -386,7 +386,7 @@ class EtcdStorageLab(Lab):
         """The exact page model's prediction for a real :func:`~kscale_lab.etcd.realetcd.run_heartbeats`
         run: the same numbers of Node and Lease puts, of the same sizes, at the rate the real etcd
         took them, on a db holding the registered keys. Returns predicted and measured WAL bytes
-        and db growth (what ``brief/etcd-real.md`` section 3 measured)."""
+        and db growth (what ``data/etcd_real`` section 3 measured)."""
         from ..etcd.realetcd import lease_object_json
 
         n = int(result.nodes)
@@ -569,25 +569,31 @@ class _GroupStore:
         self.st = st
         self.rng = rng
         self.costs = costs
-        sizes, kbytes, self.offset = [], [], {}
+        sizes, kbytes, pages, self.offset = [], [], [], {}
+        # the keys come in blocks of one size: their page bytes are computed once per block
+        page_of = lambda v: float(costs.page_bytes(float(v)))  # noqa: E731
         off = 0
         for k in kinds:
             rate, vb, n, ob = st[k]
             n_keys = n + (ev_new if k == "event" else 0)
             self.offset[k] = off
             sizes.append(np.full(n_keys, ob if k != "event" else 0.0))
+            pages.append(np.full(n_keys, page_of(ob if k != "event" else 0.0)))
             if k == "event":
                 sizes[-1][:n] = ob
+                pages[-1][:n] = page_of(ob)
             kbytes.append(np.full(n_keys, KEY_BYTES[k]))
             off += n_keys
         n_fill = int(math.ceil(filler_bytes / FILL_VALUE)) if filler_bytes > 0 else 0
         if n_fill:
             sizes.append(np.full(n_fill, filler_bytes / n_fill))
+            pages.append(np.full(n_fill, page_of(filler_bytes / n_fill)))
             kbytes.append(np.full(n_fill, 60.0))
         sizes = np.concatenate(sizes) if sizes else np.zeros(0)
+        pages = np.concatenate(pages) if pages else np.zeros(0)
         kbytes = np.concatenate(kbytes) if kbytes else np.zeros(0)
         expected = int(sum(st[k][0] for k in kinds) * steps * 1.3) + 1024
-        self.store = MVCCStore(sizes, kbytes, costs, expected_writes=expected)
+        self.store = MVCCStore(sizes, kbytes, costs, expected_writes=expected, initial_pages=pages)
         if "event" in kinds:
             # events created but not yet written have no object yet: they hold no pages
             e0 = self.offset["event"] + st["event"][2]

@@ -45,7 +45,7 @@ HEARTBEAT_PARAMS = ParamSet([
     Param("node_object_bytes", 15_000.0, "B",
           "article section 2 (~15 KB: dozens of images, volumes); KEP-589: 'over 15 KB'",
           "size of a Node object", lo=100, hi=1_500_000),
-    Param("lease_object_bytes", 350.0, "B", "brief/etcd-real.md: a real Lease is ~350 B",
+    Param("lease_object_bytes", 350.0, "B", "data/etcd_real: a real Lease is ~350 B",
           "size of a node Lease object", lo=50, hi=100_000),
     Param("node_status_update_frequency", 10.0, "s",
           "kubelet nodeStatusUpdateFrequency default (kubelet-config.v1beta1)",

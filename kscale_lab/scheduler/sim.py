@@ -60,14 +60,14 @@ _SO = "kubernetes/kubernetes pkg/scheduler/schedule_one.go"
 
 PARAMS = ParamSet([
     # ---------------------------------------------------------------- scenario
-    Param("nodes", 10_000, "1", "brief/article.md: target 10k nodes", "cluster size", 1, 50_000, kind=int),
+    Param("nodes", 10_000, "1", "docs/article.md: target 10k nodes", "cluster size", 1, 50_000, kind=int),
     Param("seed", 0, "1", "convention", "seed for numpy.random.default_rng", 0, 2**31 - 1, kind=int),
     Param("initial_utilisation", 0.3, "1",
           "assumption: a production cluster is partly full before the burst; scores then differ between nodes",
           "mean requested/allocatable of already-running pods", 0.0, 0.6,
           plausible=(0.15, 0.5), plausible_source="a production cluster is a sixth to a half full before a scale-up"),
     Param("churn_rate", 20.0, "pods/s",
-          "kubernetes/community sig-scalability/slos/slos.md: steady state is churn <= 20/s (brief/mechanisms.md)",
+          "kubernetes/community sig-scalability/slos/slos.md: steady state is churn <= 20/s (docs/upstream.md)",
           "arrival rate of pods from the steady churn", 0.0, 1_000.0),
     Param("churn_duration_s", 60.0, "s", "assumption: a window long enough to contain the burst",
           "length of the churn arrival window", 0.0, 3_600.0),

@@ -1,7 +1,7 @@
 """Plots and dashboards: Bokeh figures driven by ipywidgets.
 
 The pattern every lab follows (tried in JupyterLab 4 with jupyter_bokeh, see
-``recipes.md``):
+``docs/recipes.md``):
 
 * load BokehJS once per notebook from the installed package, never a CDN
   (:func:`load_bokeh`): classrooms and these machines have no network;

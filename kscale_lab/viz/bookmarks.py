@@ -146,7 +146,7 @@ class BookmarksDashboard(Dashboard):
     def fill(self, result) -> None:
         setting = result.setting
         _, overrides = self.overrides()
-        self.results = {s: (result if s == setting else self.lab.run(s, overrides)) for s in SETTINGS}
+        self.results = {s: (result if s == setting else self.run(s, overrides)) for s in SETTINGS}
         tr = result.traces
         t_min = tr["time"].to_numpy() / 60.0
         data = dict(t=t_min, reach=tr["tape_reach_s"].to_numpy(), zero=np.zeros_like(t_min))

@@ -43,6 +43,7 @@ class Dashboard:
         self.seconds = float("nan")
         # fill the sources first, then wrap: a BokehModel sends its document as it is when it
         # is created, and the patches of later changes reach only views already on the page
+        self._memo: dict = {}
         self.update()
         self.plot = BokehModel(self.layout)
         for c in self.controls.values():
@@ -83,11 +84,26 @@ class Dashboard:
     def _on_change(self, change) -> None:
         self.update()
 
+    def run(self, setting: str, overrides: dict):
+        """``lab.run``, remembered for the last few (setting, overrides): a lab is
+        deterministic, so flipping back to a setting seen a moment ago, or comparing
+        the settings in one plot, reruns nothing."""
+        key = (setting, tuple(sorted(overrides.items())))
+        hit = self._memo.pop(key, None)
+        if hit is None:
+            hit = self.lab.run(setting, overrides)
+        self._memo[key] = hit
+        while len(self._memo) > self.memo_size:
+            self._memo.pop(next(iter(self._memo)))
+        return hit
+
+    memo_size = 6
+
     def update(self) -> None:
         setting, overrides = self.overrides()
         t0 = time.perf_counter()
         try:
-            result = self.lab.run(setting, overrides)
+            result = self.run(setting, overrides)
         except Exception as err:  # a user error: say it in one line, keep the last plot
             from ..errors import KscaleError
 

@@ -15,6 +15,21 @@
 # - **No figure is typed in.** The article's numbers are targets; every figure you see is
 #   computed, and moves when you move its cause.
 
+# %% [markdown]
+# **Learning objectives.** After the tour you can
+# - name the nine mechanisms of the article and say which component (etcd, the API servers, the
+#   clients) each one lives in;
+# - explain, on the map below, how one mechanism's output becomes another's load;
+# - use a lab: its dashboard, its Python handles, the command line, the claims table.
+#
+# **Prerequisites.** A first idea of Kubernetes' control plane (an API server in front of etcd,
+# controllers and kubelets that watch it); the [glossary](../docs/glossary.md) has every term the labs use.
+#
+# **Time.** About 20 minutes (the claims table takes a few seconds to compute).
+#
+# Teachers: the [teacher guide](../docs/teacher_guide.md) has a 90-minute plan, a three-session plan and
+# the model answers of every lab's questions.
+
 # %%
 import kscale_lab
 from kscale_lab.labs.base import registry
@@ -29,6 +44,19 @@ from kscale_lab.scenario import SWITCH_SPECS
 labs = {lab.switch: name for name, lab in registry().items()}
 for spec in SWITCH_SPECS:
     print(f"{spec.name:<15} section {spec.article_section}  lab: {labs.get(spec.name, '(coming)'):<12} {spec.title}")
+
+# %% [markdown]
+# ## The map: how one mechanism's output is another's load
+# The article lists nine fixes one by one, but they meet in one cluster: the heartbeats' writes are
+# etcd's load, an API server's restart is every watcher's relist, a flood of relists is flow control's
+# job. Each arrow below is such a coupling; the capstone (to come) runs all nine on one cluster so that
+# they are real, not summed afterwards. (`docs/mechanisms_map.svg`, drawn by
+# `python -m kscale_lab.viz.mechanism_map`.)
+
+# %%
+from kscale_lab.viz.mechanism_map import show_map
+
+show_map()
 
 # %% [markdown]
 # ## How to use a lab
@@ -77,7 +105,33 @@ print(show_claims(compact=True))
 # - [04 Consistent reads from the watch cache, with indexes](04_cached_reads.ipynb) (section 5)
 # - [05 The scheduler: equivalence classes and relaxed search](05_scheduler.ipynb) (section 9)
 #
-# Still to come, already shaping the model: API server load balancing, context cancellation,
-# flow control, controller hot standby, and a capstone with every switch on at 10,000 nodes.
+# Still to come, already shaping the model (the integrator adds their links here as they land):
+# - 06 API server load balancing (section 3)
+# - 07 Preventing request floods: flow control (section 7)
+# - 08 Context-aware request handling (section 6)
+# - 09 Controller failover: hot standby (section 8)
+# - 10 The capstone: every switch on at 10,000 nodes
 #
-# Solutions to every exercise are in [solutions/](solutions/).
+# Solutions to every exercise are in [solutions/](solutions/). Terms: the [glossary](../docs/glossary.md).
+# Where the numbers come from: [the article](../docs/article.md), [upstream today](../docs/upstream.md),
+# [measurements of a real etcd](../data/etcd_real/README.md).
+
+# %% [markdown]
+# ## Summary
+# - One cluster of 10,000 nodes, 200,000 pods and 1,000,000 objects; nine mechanisms, each with a
+#   switch (`off`, `article`, `upstream`) and a lab that zooms in on it.
+# - The mechanisms are real algorithms at real sizes; time comes from named, sourced costs; the
+#   article's numbers are targets, and the claims table says which ones the labs reproduce and why
+#   the others do not.
+# - The mechanisms feed each other: one's output is another's load (the map).
+#
+# ## Check your understanding
+# 1. Which component does each of the nine fixes change: etcd, the API servers, or the clients?
+# 2. Pick one arrow of the map and say what would happen to its target if its source were switched off.
+# 3. What is the difference between the `article` and the `upstream` setting of a switch?
+# 4. Why can a claim of the article "not hold" in a lab without the lab being wrong?
+#
+# Model answers: [docs/teacher_guide.md](../docs/teacher_guide.md#the-tour).
+#
+# ## Next
+# [Lab 1: node heartbeats](01_heartbeats.ipynb), the first and simplest mechanism.

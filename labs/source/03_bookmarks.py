@@ -19,6 +19,23 @@
 # (events re-read, 410s, objects relisted) is counted; CPU and time come from named cost parameters
 # (`kscale-lab params bookmarks`).
 
+# %% [markdown]
+# **Learning objectives.** After this lab you can
+# - explain List-Watch: a reflector LISTs, then watches from the list's
+#   [resourceVersion](../docs/glossary.md#resourceversion) and keeps the RV of the last event it saw;
+# - state the watch cache's [410 Gone](../docs/glossary.md#410-gone) rule and write it, boundaries included;
+# - explain why a selective watcher's RV goes stale, what a [bookmark](../docs/glossary.md#bookmark) does
+#   about it, and write a reflector's event handler that takes bookmarks;
+# - tell a routine watch restart from an API server restart, and say which one the article's "3 %"
+#   measured and when bookmarks help the other.
+#
+# **Prerequisites.** [Lab 1](01_heartbeats.ipynb) and [Lab 2](02_etcd_storage.ipynb) (etcd's global
+# [revision](../docs/glossary.md#revision)); the glossary's [informer](../docs/glossary.md#informer) and
+# [reflector](../docs/glossary.md#reflector).
+#
+# **Time.** About 60 minutes: 20 reading (the six-event example and the scenario), 15 with the dashboard,
+# 25 for the exercises.
+
 # %%
 import numpy as np
 import pandas as pd
@@ -264,6 +281,13 @@ for o in ({"reconnect": "cold"}, {"reconnect": "cold", "relist_etcd_share": 1.0}
 
 # %% [markdown]
 # ## Exercises
+# Each exercise ends with a check that runs your code against the model. Stuck? `hint(1)` gives a
+# direction, `hint(1, 2)` the method, `hint(1, 3)` nearly the answer (the same for exercise 2).
+
+# %%
+from kscale_lab.exercises.bookmarks import hint
+
+# %% [markdown]
 # ### Exercise 1: the 410 decision
 # The cache serves a watch from `client_rv` if it can prove the client missed nothing. The oldest RV
 # it can serve is `list_rv + 1` if no event was evicted since the cache's last LIST
@@ -314,3 +338,33 @@ check_bookmark_handler(handle_event)
 # `timeouts_relists`); compare it with the pod events in 10 minutes. (2) Set `selective_field` to
 # `metadata.namespace`: per-namespace watchers see 10x more events than kubelets. What happens to
 # the restart ratio, and why?
+
+# %% [markdown]
+# ## Summary
+# - A reflector resumes a broken watch from the RV of the last event it saw; the watch cache replays
+#   what came after, or answers **410 Gone** when it can no longer prove nothing was missed, and the
+#   client relists everything.
+# - RVs are global, so a watcher that sees few events (a kubelet: its node's pods) keeps an **old RV**;
+#   it costs the server a long replay of events it filters out, or a 410 and a relist when the tape is
+#   short. A **bookmark** moves that RV forward with no object.
+# - The article's 3 % matches KEP-956's measure, **routine watch restarts** (~40x fewer events), for
+#   which the 1.15 bookmark 2 s before a watch's deadline is enough. At an abrupt **API server
+#   restart** the ratio depends on churn, how selective the watchers are, the bookmark period and the
+#   tape's length; a cold cache makes every client relist whatever the bookmarks.
+# - Upstream today sends bookmarks every minute and keeps at least 75 s of history, so a client's last
+#   bookmark is still on the tape; relists come from the cache, with a `spec.nodeName` index.
+#
+# ## Check your understanding
+# 1. A kubelet's RV is 6. The cache LISTed at RV 6 and has evicted nothing since: 410 or replay? And
+#    once it has evicted events and the first one left on the tape is RV 9?
+# 2. Why is a kubelet's RV older than a controller's, when both watch the same pods' cache?
+# 3. A bookmark carries no object. Why does it still save the API server work at the next resume?
+# 4. Why did the 1.15 bookmark (2 s before the deadline) not help at an API server restart, while
+#    today's (every minute) does, partly?
+# 5. When the clients reconnect to a cold cache, what do bookmarks change? What does?
+#
+# Model answers: [docs/teacher_guide.md](../docs/teacher_guide.md#lab-03-list-watch-the-watch-cache-and-bookmarks).
+#
+# ## Next
+# [Lab 4: consistent reads from the watch cache](04_cached_reads.ipynb): with a cache this fresh, why
+# did consistent reads still go to etcd? Back to [the tour](00_tour.ipynb).
