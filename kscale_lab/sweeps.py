@@ -285,7 +285,7 @@ def _run_dask(tasks, client) -> Iterator[tuple[int, dict]]:
 
     futures = client.map(run_task, tasks, pure=False)
     try:
-        for fut in as_completed(futures):
+        for fut in as_completed(futures, loop=client.loop):
             yield fut.result()
     finally:
         client.cancel(futures)
