@@ -130,12 +130,16 @@ def _is_bokeh_loader(cell) -> bool:
     return cell.cell_type == "code" and "load_bokeh()" in cell.source
 
 
-def execute(nb, cwd: Path, timeout: int = 600):
+def execute(nb, cwd: Path, timeout: int = 600, desc: str = "notebook"):
     from nbclient import NotebookClient
 
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}},
-                            store_widget_state=False, record_timing=False)
-    client.execute()
+    from .progress import bar
+
+    with bar(total=sum(c.cell_type == "code" for c in nb.cells), desc=desc, unit="cell") as b:
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(cwd)}}, store_widget_state=False,
+                                record_timing=False, on_cell_executed=lambda **_: b.update(1))
+        client.execute()
     for cell in nb.cells:
         if _is_bokeh_loader(cell):
             cell.outputs = []
@@ -152,7 +156,7 @@ def build(names=None, run: bool = True) -> list[Path]:
         for path, keep in targets(name):
             nb = make_notebook(cells, keep)
             if run:
-                execute(nb, path.parent)
+                execute(nb, path.parent, desc=str(path.relative_to(ROOT)))
             path.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, str(path))
             written.append(path)
