@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -109,8 +110,9 @@ def test_report_opens_in_chromium_with_all_data(built):
                 out[m.id] = c.length ? c[0].length : 0; }
             return out; }''')
         canvases = page.locator("canvas").count()
-        os.makedirs("artifacts", exist_ok=True)
-        page.screenshot(path="artifacts/report.png")
+        art = Path(__file__).resolve().parent.parent / "artifacts"
+        art.mkdir(exist_ok=True)
+        page.screenshot(path=str(art / "report.png"), full_page=False)
         browser.close()
     assert canvases > 0
     assert set(arrived) == set(sent), "some data sources did not reach BokehJS"
@@ -142,3 +144,28 @@ def test_cli_writes_a_report_for_one_setting(tmp_path, capsys):
     page = out.read_text()
     assert "settings shown: article." in page and "<code>nodes=300</code>" in page
     assert "id='lab-bookmarks'" not in page
+
+
+def test_a_lab_can_add_its_own_sections(monkeypatch):
+    """The capstone's scorecard hook: ``report_sections(results)`` -> [(title, content)]."""
+    import pandas as pd
+    from bokeh.plotting import figure
+
+    from kscale_lab.reports import render
+
+    lab = registry()["heartbeats"]
+    seen = {}
+
+    def sections(results):
+        seen.update(results)
+        f = figure(title="a lab's own figure")
+        f.line([0, 1], [1, 2])
+        return [("Scorecard", pd.DataFrame({"SLO": ["API call latency"], "met": [True]})),
+                ("A note", "<p id='lab-note'>from the lab</p>"), ("A figure", f)]
+
+    monkeypatch.setattr(lab, "report_sections", sections, raising=False)
+    page, roots = render(["heartbeats"], {"nodes": 300, "duration": 30}, {"heartbeats": "off"}, progress=False)
+    assert list(seen) == ["off"] and seen["off"].setting == "off"
+    assert "<h3>Scorecard</h3>" in page and ">API call latency<" in page and ">yes<" in page
+    assert "<p id='lab-note'>from the lab</p>" in page
+    assert any(k.startswith("x") for k in roots) and "{{root:" not in page

@@ -11,7 +11,7 @@ from . import PALETTE, SETTING_LABELS
 
 
 def per_setting(df, x: str, y: str, title: str = "", x_label: str | None = None, y_label: str | None = None,
-                width: int = 640, height: int = 320, **figure_kw):
+                width: int = 640, height: int = 320, legend: str = "top_right", **figure_kw):
     """A Bokeh figure of ``y`` against ``x`` for each setting in a sweep table ``df``."""
     from bokeh.models import ColumnDataSource
     from bokeh.plotting import figure
@@ -27,6 +27,6 @@ def per_setting(df, x: str, y: str, title: str = "", x_label: str | None = None,
         f.line(x, y, source=ColumnDataSource(mean), line_width=2, color=color,
                legend_label=SETTING_LABELS.get(s, s))
         f.scatter(x, y, source=ColumnDataSource(g[[x, y]]), size=6, color=color)
-    f.legend.location = "top_right"
+    f.legend.location = legend
     f.legend.label_text_font_size = "9pt"
     return f

@@ -98,7 +98,7 @@ from bokeh.io import show
 from kscale_lab.viz.sweeps import per_setting
 show(per_setting(sweep.assign(node_kb=sweep.node_object_bytes / 1000), "node_kb", "max_nodes",
                  title="the largest cluster the control plane carries (etcd quota 2 GiB)",
-                 x_label="Node object (KB)", y_label="nodes", y_axis_type="log"))
+                 x_label="Node object (KB)", y_label="nodes", y_axis_type="log", legend="bottom_left"))
 
 # %% [markdown]
 # ## The labs
