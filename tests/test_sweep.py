@@ -171,3 +171,42 @@ def test_cli_refuses_another_labs_switch(capsys):
     rc = main(["sweep", "heartbeats", "--switch", "scheduler=off"])
     err = capsys.readouterr().err
     assert rc == 2 and "not the switch of lab heartbeats" in err
+
+
+def test_ctrl_c_on_the_command_line_keeps_the_finished_rows(tmp_path):
+    """A real SIGINT to ``kscale-lab sweep`` with worker processes: exit 130, finished rows kept."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "s.csv"
+    sizes = ",".join(str(1_000 + 500 * i) for i in range(60))
+    proc = subprocess.Popen([sys.executable, "-m", "kscale_lab.cli", "sweep", "heartbeats", "--grid",
+                             f"node_object_bytes={sizes}", "--set", "nodes=300", "--set", "duration=30",
+                             "--workers", "2", "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    kept = pd.read_csv(out)
+    assert 2 <= len(kept) < 180 and kept["run"].is_unique and kept["run"].is_monotonic_increasing
+    assert f"kept {len(kept)} of 180 runs" in err
+
+
+def test_progress_helper(monkeypatch):
+    from kscale_lab import progress
+
+    monkeypatch.setenv("KSCALE_LAB_PROGRESS", "0")
+    assert not progress.enabled()
+    assert list(progress.track(range(5), desc="x")) == [0, 1, 2, 3, 4]
+    monkeypatch.setenv("KSCALE_LAB_PROGRESS", "1")
+    assert progress.enabled()
+    with progress.bar(total=3, desc="y", show=False) as b:   # hidden, still a working bar
+        b.update(3)
+        b.set_postfix_str("done")
+    with progress.bar(total=2, desc="z") as b:
+        b.update(2)
+        assert b.n == 2
