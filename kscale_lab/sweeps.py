@@ -380,6 +380,9 @@ def sweep(lab, grid: Mapping[str, Sequence] | None = None, *, settings: Sequence
     lab = lab if isinstance(lab, Lab) else get_lab(lab)
     if workers is not None:
         workers = _positive_int(workers, "--workers")
+        if scheduler is not None:
+            raise ParameterError("--workers", "applies to local runs; with --scheduler the cluster's workers run "
+                                              "the sweep")
     tasks, heads = plan(lab, grid, settings, seeds, base)
     n_workers, _ = _fit_workers(lab, tasks, workers, local=scheduler is None)
     writer = _Out(out)

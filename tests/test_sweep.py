@@ -78,6 +78,7 @@ def test_every_lab_sweeps(tmp_path):
     ({}, {"out": "table.xlsx"}, "'--out' must end in .csv or .parquet"),
     ({}, {"workers": "many"}, "'--workers'"),
     ({}, {"scheduler": "localhost"}, "'--scheduler' must be a Dask scheduler address"),
+    ({}, {"scheduler": "tcp://127.0.0.1:8786", "workers": 2}, "'--workers' applies to local runs"),
 ])
 def test_bad_input_is_refused_before_anything_runs(monkeypatch, grid, kw, needle):
     monkeypatch.setattr(sweeps, "run_task", lambda t: pytest.fail("ran before refusing"))
