@@ -5,6 +5,11 @@
     kscale-lab run LAB [--nodes N] [--set NAME=VALUE ...] [--switch NAME=SETTING ...]
                        [--seed S] [--format table|csv|json]
     kscale-lab claims [--lab LAB] [--format table|csv|json] [--no-bands]
+    kscale-lab sweep LAB --grid NAME=V1,V2,... [--grid ...] [--set NAME=VALUE ...]
+                       [--switch NAME=SETTING ...] [--seeds N] [--workers N]
+                       [--out FILE.csv|FILE.parquet] [--scheduler tcp://HOST:PORT]
+    kscale-lab report [LAB ...] [--set NAME=VALUE ...] [--switch NAME=SETTING ...]
+                       [--out report.html]
 
 Bad input (an unknown lab or parameter, a value out of range, a scenario that
 would not fit in memory) prints one line naming the parameter and the allowed
@@ -177,6 +182,53 @@ def cmd_claims(args) -> int:
     return 0
 
 
+def _switch_settings(items, what="--switch") -> dict[str, list[str]]:
+    """``--switch NAME=SETTING`` (repeatable, or ``NAME=S1,S2``) -> {switch: [settings]}, validated."""
+    from .scenario import switch_spec
+
+    out: dict[str, list[str]] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ParameterError(what, f"must be NAME=SETTING; got {item!r}")
+        name, value = (x.strip() for x in item.split("=", 1))
+        spec = switch_spec(name)
+        for setting in (v.strip() for v in value.split(",")):
+            if setting not in spec.settings:
+                raise ParameterError(spec.name, f"must be one of {', '.join(spec.settings)}; got {setting!r}")
+            if setting in out.get(spec.name, []):
+                raise ParameterError(spec.name, f"setting {setting!r} is given twice")
+            out.setdefault(spec.name, []).append(setting)
+    return out
+
+
+def cmd_sweep(args) -> int:
+    from .labs.base import get_lab
+    from .sweeps import parse_grid, sweep
+
+    lab = get_lab(args.lab)
+    switches = _switch_settings(args.switch)
+    for name in switches:
+        if name != lab.switch:
+            raise ParameterError(name, f"is not the switch of lab {lab.name} (it toggles {lab.switch!r}); "
+                                       f"a sweep runs one lab")
+    df = sweep(lab, parse_grid(args.grid), settings=switches.get(lab.switch), seeds=args.seeds or 1,
+               base=_kv(args.set, "--set"), out=args.out, scheduler=args.scheduler, workers=args.workers)
+    if args.out:
+        print(f"wrote {len(df)} rows x {df.shape[1]} columns to {args.out}", file=sys.stderr)
+    else:
+        df.to_csv(sys.stdout, index=False)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .reports import report
+
+    switches = _switch_settings(args.switch)
+    path = report(args.labs or None, overrides=_kv(args.set, "--set"), switches=switches, out=args.out)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="kscale-lab", description="How Kubernetes survives at 10,000 nodes: the labs.")
     sub = p.add_subparsers(dest="cmd", parser_class=_Parser)
@@ -196,6 +248,20 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--format", choices=("table", "csv", "json"), default="table")
     pc.add_argument("--no-bands", action="store_true",
                     help="skip the band (each assumption at the ends of its plausible range); robust is then empty")
+    ps = sub.add_parser("sweep", help="a lab over a grid of parameters, settings and seeds: one table")
+    ps.add_argument("lab")
+    ps.add_argument("--grid", action="append", metavar="NAME=V1,V2,...")
+    ps.add_argument("--set", action="append", metavar="NAME=VALUE")
+    ps.add_argument("--switch", action="append", metavar="NAME=SETTING")
+    ps.add_argument("--seeds", metavar="N")
+    ps.add_argument("--workers", metavar="N", help="local worker processes (default: the cores)")
+    ps.add_argument("--out", metavar="FILE.csv|FILE.parquet", help="written as runs finish (default: CSV to stdout)")
+    ps.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on an existing Dask cluster")
+    pr2 = sub.add_parser("report", help="one static HTML file: every lab's figures, parameters and claims")
+    pr2.add_argument("labs", nargs="*", metavar="LAB")
+    pr2.add_argument("--set", action="append", metavar="NAME=VALUE")
+    pr2.add_argument("--switch", action="append", metavar="NAME=SETTING")
+    pr2.add_argument("--out", default="report.html", metavar="FILE.html")
     return p
 
 
@@ -206,7 +272,8 @@ def main(argv=None) -> int:
         if not args.cmd:
             parser.print_help()
             return 0
-        return {"list": cmd_list, "params": cmd_params, "run": cmd_run, "claims": cmd_claims}[args.cmd](args)
+        return {"list": cmd_list, "params": cmd_params, "run": cmd_run, "claims": cmd_claims,
+                "sweep": cmd_sweep, "report": cmd_report}[args.cmd](args)
     except (KscaleError, ValueError) as e:
         print(f"kscale-lab: error: {e}", file=sys.stderr)
         return 2

@@ -163,17 +163,20 @@ def _is_bokeh_loader(cell) -> bool:
     return cell.cell_type == "code" and "load_bokeh()" in cell.source
 
 
-def execute(nb, cwd: Path, timeout: int = 600, static_images: bool = True):
+def execute(nb, cwd: Path, timeout: int = 600, static_images: bool = True, desc: str = "notebook"):
     from nbclient import NotebookClient
 
+    from .progress import bar
     from .viz.static import ENV
 
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}},
-                            store_widget_state=False, record_timing=False)
     old = os.environ.get(ENV)
     os.environ[ENV] = "1" if static_images else "0"   # the kernel inherits it
     try:
-        client.execute()
+        with bar(total=sum(c.cell_type == "code" for c in nb.cells), desc=desc, unit="cell") as b:
+            client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                    resources={"metadata": {"path": str(cwd)}}, store_widget_state=False,
+                                    record_timing=False, on_cell_executed=lambda **_: b.update(1))
+            client.execute()
     finally:
         if old is None:
             os.environ.pop(ENV, None)
@@ -207,7 +210,7 @@ def build(names=None, run: bool = True) -> list[Path]:
         for path, keep in targets(name):
             nb = make_notebook(cells, keep)
             if run:
-                execute(nb, path.parent)
+                execute(nb, path.parent, desc=str(path.relative_to(ROOT)))
             if not keep:
                 clear_from_predict(nb)
             path.parent.mkdir(parents=True, exist_ok=True)

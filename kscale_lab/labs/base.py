@@ -9,6 +9,12 @@ cost model and its own), and computes, for a setting of its switch:
 * ``claims(results, overrides, only)`` -> the lab's own figures for the article's claims
   listed in ``data/claims/<lab>.csv`` (the claims table puts them side by side, with
   each claim's band: the same figure with ``overrides`` of its assumptions).
+* ``memory_estimate(setting, overrides)`` -> bytes one run holds at its peak (the
+  default counts the scenario's arrays; a lab whose run holds more overrides it).
+  ``kscale-lab sweep`` refuses a sweep whose concurrent runs would not fit with it;
+* optionally ``report_sections(results)`` -> extra sections for ``kscale-lab report``
+  (a scorecard, a table): a list of ``(title, content)``, content an HTML string, a
+  DataFrame or a Bokeh model.
 
 The registry imports every module of the package, so a new lab needs no edit
 anywhere else.
@@ -79,6 +85,17 @@ class Lab:
     def wanted(only, *claim_ids: str) -> bool:
         """True when any of ``claim_ids`` is needed (``only`` None = every claim)."""
         return only is None or any(c in only for c in claim_ids)
+
+    def memory_estimate(self, setting: str, overrides: Mapping[str, Any] | None = None) -> int:
+        """Bytes one ``run(setting, overrides)`` holds at its peak, without running it.
+
+        The default is the scenario's estimate (:meth:`kscale_lab.scenario.Scenario.memory_estimate`)
+        at the resolved parameters; a lab whose run holds more (a tape, a state, an index)
+        overrides this with its own. Sweeps call it for every point before anything runs."""
+        from ..scenario import SCENARIO_PARAMS, Scenario
+
+        p = self.resolve(setting, overrides)
+        return int(Scenario(**{k: p[k] for k in SCENARIO_PARAMS.defaults() if k in p}).memory_estimate())
 
 
 _REGISTRY: dict[str, Lab] | None = None

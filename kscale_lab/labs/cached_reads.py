@@ -291,6 +291,10 @@ class CachedReadsLab(Lab):
             p["events"] = int(round(self.params["events"].default * p["nodes"] / 10_000))
         return p
 
+    def memory_estimate(self, setting: str, overrides: Mapping[str, Any] | None = None) -> int:
+        """The cluster state's estimate (:func:`memory_estimate`), the one a run checks."""
+        return memory_estimate(self.resolve(setting, overrides))
+
     # -- one run -----------------------------------------------------------------------------
     def run(self, setting: str, overrides: Mapping[str, Any] | None = None) -> CachedReadsResult:
         p = self.resolve(setting, overrides)

@@ -119,6 +119,9 @@ class HeartbeatsLab(Lab):
         p = self.resolve(setting, overrides)
         sc = self.scenario(p)
         result = Cluster(sc, p, setting).run()
+        # the largest cluster these parameters carry (closed form, pods and objects scaled along):
+        # one number per run, so that a sweep can plot it against any parameter
+        result.summary["max_nodes"] = self.max_nodes(setting, p)[0]
         result.summary["params"] = p
         return result
 

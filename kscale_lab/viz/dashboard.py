@@ -10,6 +10,11 @@ which plots to draw (:meth:`make_figures`) and how a result fills them
 Everything is reachable from Python: ``dash.controls["switch"].value = "article"``
 reruns the model exactly as a click would, ``dash.result`` is the latest result and
 ``dash.seconds`` how long the last recompute took.
+
+Without widgets: ``YourDashboard.static(result)`` builds the same Bokeh layout, filled
+from one result, with no widget and no kernel (``kscale-lab report`` embeds it in a
+static HTML file). Every dashboard gets it for free if its ``fill`` reads the run's
+parameters through ``self.overrides()`` and its summary through ``self.summary.value``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ class Dashboard:
         from ..labs.base import get_lab
 
         self.lab = get_lab(self.lab_name)
+        if "_static" in self.__dict__:  # built by static(): figures only, no widget
+            self._init_static(*self._static)
+            return
         self.controls: dict[str, w.ValueWidget] = self.make_controls()
         for k, v in initial.items():
             if k not in self.controls:
@@ -54,6 +62,33 @@ class Dashboard:
                       layout=w.Layout(width="410px", min_width="410px", flex="0 0 410px"))
         right = w.VBox([self.summary], layout=w.Layout(flex="1 1 auto", margin="0 0 0 16px"))
         self.widget = w.VBox([w.HBox([left, right], layout=w.Layout(align_items="flex-start")), self.plot])
+
+    @classmethod
+    def static(cls, result, overrides=None, lab=None) -> "Dashboard":
+        """This dashboard's figures filled from ``result``, without widgets or a kernel.
+
+        ``overrides``: the parameters the run was given (what ``self.overrides()`` returns
+        to ``fill``; a parameter not among them reads as the run's effective value,
+        ``result.summary["params"]``). ``lab``: the object ``fill`` reruns other settings
+        with (default: the lab itself). The result has ``.layout`` (the Bokeh layout),
+        ``.sources`` and ``.summary.value`` (the summary panel's HTML)."""
+        self = cls.__new__(cls)
+        self._static = (result, dict(overrides or {}), lab)
+        self.__init__()
+        return self
+
+    def _init_static(self, result, given, lab) -> None:
+        if lab is not None:
+            self.lab = lab
+        effective = dict((getattr(result, "summary", None) or {}).get("params") or {})
+        self.controls = _StandIns()
+        self.summary, self.status = _StandIn(""), _StandIn("")
+        self.sources = {}
+        self.overrides = lambda: (result.setting, _Given(given, effective))
+        self.layout = self.make_figures()
+        self.plot = self.widget = None
+        self.result, self.seconds = result, float("nan")
+        self.fill(result)
 
     # -- to be provided by a lab's dashboard --------------------------------------------
     def make_controls(self) -> dict:
@@ -165,3 +200,30 @@ def _label(control):
             if isinstance(o, tuple) and o[1] == control.value:
                 return o[0]
     return control.value
+
+
+class _StandIn:
+    """Stands in for a widget in a static render: holds ``value`` and any attribute set."""
+
+    def __init__(self, value=None):
+        self.value = value
+
+
+class _StandIns(dict):
+    """``controls`` of a static render: any control a dashboard touches is a stand-in."""
+
+    def __missing__(self, key):
+        self[key] = _StandIn()
+        return self[key]
+
+
+class _Given(dict):
+    """The parameters a run was given; a parameter it was not given reads as its effective
+    value (so ``fill`` can read ``ov["db_size_bytes"]``), but reruns see only the given ones."""
+
+    def __init__(self, given, effective):
+        super().__init__(given)
+        self._effective = effective
+
+    def __missing__(self, key):
+        return self._effective[key]

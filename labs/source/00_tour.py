@@ -73,6 +73,7 @@ show_map()
 # kscale-lab params heartbeats                      # every parameter, its unit and source
 # kscale-lab run heartbeats --nodes 5000 --format json
 # kscale-lab claims                                 # the article beside the labs
+# kscale-lab report --out report.html               # every lab's figures, parameters, claims: one file
 # ```
 
 # %% [markdown]
@@ -96,6 +97,47 @@ show_map()
 # NBVAL_CHECK_OUTPUT
 from kscale_lab.claims import show_claims
 print(show_claims(compact=True))
+
+# %% [markdown]
+# ## A question in many runs: sweeps
+# A sweep runs one lab for every point of a grid of parameters, for every setting of its switch
+# (and every seed), and returns one table, one row per run. Here: **how large a cluster does the
+# control plane carry as the Node object grows**, for each heartbeat setting, with etcd's 2 GiB
+# default quota of 2019? Each run simulates a 1,000-node cluster for 10 minutes; its summary
+# includes `max_nodes`, the largest cluster (pods and objects scaled along) whose etcd stays under
+# its quota through a compaction cycle and whose API servers keep up, from the same rates.
+#
+# The runs go to worker processes (one per core), with a progress bar. The same from a terminal,
+# or on a Dask cluster with `--scheduler tcp://HOST:8786`:
+#
+# ```
+# kscale-lab sweep heartbeats --grid node_object_bytes=2000,5000,10000,15000,25000,40000 \
+#     --set nodes=1000 --set quota_backend_bytes=2147483648 --out sweep.csv
+# ```
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from kscale_lab.viz import load_bokeh
+load_bokeh()
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+sizes = [2_000, 5_000, 10_000, 15_000, 25_000, 40_000]
+sweep = kscale_lab.sweep("heartbeats", {"node_object_bytes": sizes},
+                         base={"nodes": 1_000, "quota_backend_bytes": 2 * 1024**3})
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(sweep.pivot(index="node_object_bytes", columns="setting", values="max_nodes")[["off", "article", "upstream"]]
+      .to_string())
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from bokeh.io import show
+from kscale_lab.viz.sweeps import per_setting
+show(per_setting(sweep.assign(node_kb=sweep.node_object_bytes / 1000), "node_kb", "max_nodes",
+                 title="the largest cluster the control plane carries (etcd quota 2 GiB)",
+                 x_label="Node object (KB)", y_label="nodes", y_axis_type="log", legend="bottom_left"))
 
 # %% [markdown]
 # ## The labs
