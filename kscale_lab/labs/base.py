@@ -9,16 +9,25 @@ cost model and its own), and computes, for a setting of its switch:
 * ``claims(results)`` -> the lab's own figures for the article's claims listed in
   ``data/claims/<lab>.csv`` (the claims table puts them side by side).
 
+Memory: every lab says what a run will hold (:meth:`Lab.memory_footprint`, a
+:class:`~kscale_lab.memory.Footprint` of the arrays and tapes it allocates, from the
+resolved parameters), and every ``run`` of every subclass is checked against the limit
+before it starts (:meth:`Lab.__init_subclass__` wraps it): a scenario too large is
+refused with its estimate (:class:`~kscale_lab.errors.ScenarioTooLarge`), never left to
+the kernel's OOM killer.
+
 The registry imports every module of the package, so a new lab needs no edit
 anywhere else.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from typing import Any, Mapping
 
+from .. import memory
 from ..errors import ParameterError
 from ..params import ParamSet
 from ..scenario import SWITCH_SPECS, scale_with_nodes, switch_spec
@@ -60,6 +69,71 @@ class Lab:
 
     def run(self, setting: str, overrides: Mapping[str, Any] | None = None):
         raise NotImplementedError
+
+    # -- memory ------------------------------------------------------------------------------
+    def __init_subclass__(cls, **kwargs):
+        """Every ``run`` a lab defines is checked against the memory limit first."""
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if run is None or getattr(run, "_memory_guarded", False):
+            return
+
+        @functools.wraps(run)
+        def guarded(self, setting, overrides=None, *args, **kw):
+            self.check_memory(setting, overrides)
+            return run(self, setting, overrides, *args, **kw)
+
+        guarded._memory_guarded = True
+        cls.run = guarded
+
+    def memory_footprint(self, setting: str, p: Mapping[str, Any]) -> "memory.Footprint":
+        """What a run of ``setting`` with the resolved parameters ``p`` holds at its peak:
+        every lab itemises its arrays and tapes (see :mod:`kscale_lab.memory`). A lab that
+        does not is estimated at the baseline only, and ``tests/test_memory.py`` fails."""
+        return memory.Footprint(f"{self.name}: no memory_footprint")
+
+    def memory_estimate(self, setting: str, overrides: Mapping[str, Any] | None = None) -> tuple[int, str]:
+        """(bytes, one-line detail): the peak a run would reach, baseline included."""
+        fp = self.memory_footprint(setting, self.resolve(setting, overrides))
+        return fp.total(), fp.detail()
+
+    def check_memory(self, setting: str, overrides: Mapping[str, Any] | None = None) -> int:
+        """Raise :class:`~kscale_lab.errors.ScenarioTooLarge` if the run would not fit;
+        return the estimate."""
+        need, detail = self.memory_estimate(setting, overrides)
+        memory.check(need, detail)
+        return need
+
+    def fits(self, overrides: Mapping[str, Any] | None = None, settings=None) -> bool:
+        """True if a run of every setting (or ``settings``) fits under the limit."""
+        limit = memory.memory_limit_bytes()
+        return all(self.memory_estimate(s, overrides)[0] <= limit for s in (settings or self.settings))
+
+    def max_fitting(self, param: str, lo, hi, overrides: Mapping[str, Any] | None = None, settings=None,
+                    step=1):
+        """Largest value of ``param`` in [lo, hi] (on the grid lo + k*step) for which every
+        setting fits under the limit, assuming the estimate grows with it; None if even
+        ``lo`` does not fit. Used by the dashboards to stop their sliders at what fits."""
+        base = dict(overrides or {})
+
+        def ok(k):
+            v = lo + k * step
+            return self.fits({**base, param: type(lo)(v) if isinstance(lo, int) else v}, settings)
+
+        top = int(round((hi - lo) / step))
+        if not ok(0):
+            return None
+        if ok(top):
+            return hi
+        a, b = 0, top            # ok(a), not ok(b)
+        while b - a > 1:
+            mid = (a + b) // 2
+            if ok(mid):
+                a = mid
+            else:
+                b = mid
+        v = lo + a * step
+        return type(lo)(v) if isinstance(lo, int) else v
 
     def run_all(self, overrides: Mapping[str, Any] | None = None, settings=None) -> dict:
         return {s: self.run(s, overrides) for s in (settings or self.settings)}
