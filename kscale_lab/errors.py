@@ -17,7 +17,7 @@ class ParameterError(KscaleError, ValueError):
     """A user-supplied value is unknown, of the wrong type or out of range.
 
     ``str(err)`` is a single line such as
-    ``parameter 'nodes' must be an integer in [1, 50000]; got -5``.
+    ``parameter 'nodes' must be an integer in [1, 100000]; got -5``.
     """
 
     def __init__(self, name: str, message: str):

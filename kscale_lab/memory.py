@@ -323,6 +323,16 @@ def measure(lab_name: str, overrides: Mapping[str, Any] | None = None, settings=
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def measure_baseline(timeout: float = 300.0) -> int:
+    """Peak RSS of a fresh process that imported every lab (what :data:`BASELINE_SCRIPT_BYTES`
+    stands for), in bytes."""
+    proc = subprocess.run([sys.executable, "-m", "kscale_lab.memory", "baseline"], capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"measuring the baseline failed:\n{proc.stderr[-2000:]}")
+    return int(json.loads(proc.stdout.strip().splitlines()[-1])["baseline_rss"])
+
+
 def _main(argv=None) -> int:
     import argparse
 

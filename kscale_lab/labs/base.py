@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import pkgutil
 from typing import Any, Mapping
 
@@ -78,10 +79,16 @@ class Lab:
         if run is None or getattr(run, "_memory_guarded", False):
             return
 
+        sig = inspect.signature(run)
+        names = list(sig.parameters)[1:3]      # (setting, overrides), whatever a lab calls them
+
         @functools.wraps(run)
-        def guarded(self, setting, overrides=None, *args, **kw):
-            self.check_memory(setting, overrides)
-            return run(self, setting, overrides, *args, **kw)
+        def guarded(self, *args, **kw):
+            bound = sig.bind(self, *args, **kw)
+            bound.apply_defaults()
+            a = bound.arguments
+            self.check_memory(a[names[0]], a[names[1]] if len(names) > 1 else None)
+            return run(self, *args, **kw)
 
         guarded._memory_guarded = True
         cls.run = guarded
@@ -108,39 +115,6 @@ class Lab:
         """True if a run of every setting (or ``settings``) fits under the limit."""
         limit = memory.memory_limit_bytes()
         return all(self.memory_estimate(s, overrides)[0] <= limit for s in (settings or self.settings))
-
-    def max_fitting(self, param: str, lo, hi, overrides: Mapping[str, Any] | None = None, settings=None,
-                    step=1):
-        """Largest value of ``param`` in [lo, hi] (on the grid lo + k*step) for which every
-        setting fits under the limit, assuming the estimate grows with it; None if even
-        ``lo`` does not fit. Used by the dashboards to stop their sliders at what fits."""
-        base = dict(overrides or {})
-
-        def ok(k):
-            v = lo + k * step
-            return self.fits({**base, param: type(lo)(v) if isinstance(lo, int) else v}, settings)
-
-        top = int(round((hi - lo) / step))
-        if not ok(0):
-            return None
-        if ok(top):
-            return hi
-        a, b = 0, top            # ok(a), not ok(b)
-        while b - a > 1:
-            mid = (a + b) // 2
-            if ok(mid):
-                a = mid
-            else:
-                b = mid
-        v = lo + a * step
-        return type(lo)(v) if isinstance(lo, int) else v
-
-    def run_all(self, overrides: Mapping[str, Any] | None = None, settings=None) -> dict:
-        return {s: self.run(s, overrides) for s in (settings or self.settings)}
-
-    def claims(self, results: Mapping[str, Any] | None = None) -> dict:
-        """claim id -> lab value (computed by the model)."""
-        raise NotImplementedError
 
 
 _REGISTRY: dict[str, Lab] | None = None

@@ -60,7 +60,9 @@ _SO = "kubernetes/kubernetes pkg/scheduler/schedule_one.go"
 
 PARAMS = ParamSet([
     # ---------------------------------------------------------------- scenario
-    Param("nodes", 10_000, "1", "brief/article.md: target 10k nodes", "cluster size", 1, 50_000, kind=int),
+    Param("nodes", 10_000, "1", "brief/article.md: target 10k nodes",
+          "cluster size (the kit's range, as kscale_lab.scenario; memory is checked by estimate, "
+          "KSCALE_LAB_MEMORY_LIMIT_GIB)", 1, 100_000, kind=int),
     Param("seed", 0, "1", "convention", "seed for numpy.random.default_rng", 0, 2**31 - 1, kind=int),
     Param("initial_utilisation", 0.3, "1",
           "assumption: a production cluster is partly full before the burst; scores then differ between nodes",
