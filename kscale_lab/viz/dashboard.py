@@ -105,19 +105,24 @@ class Dashboard:
             self.controls[name] = real
 
     def _fits(self, name: str, value) -> bool:
+        return self._why_not(name, value) is None
+
+    def _why_not(self, name: str, value) -> str | None:
+        """None if a run with control ``name`` at ``value`` fits for every setting, else
+        "memory" or "range" (a parameter out of its range: the slider stops there too)."""
         from ..errors import KscaleError
 
         try:
-            return self.lab.fits(self._overrides_with(name, value))
-        except (KscaleError, ValueError):   # out of a parameter's range: as far as it goes
-            return False
+            return None if self.lab.fits(self._overrides_with(name, value)) else "memory"
+        except (KscaleError, ValueError):
+            return "range"
 
     def fit_memory(self) -> None:
         """Set each memory control's maximum to the largest value that fits (never above
         the maximum the dashboard was built with), and say why under the controls."""
         from ..memory import GIB, LIMIT_VARIABLE, memory_limit_bytes
 
-        notes = []
+        notes, memory_cut = [], False
         for name in self.memory_controls:
             c = self.controls.get(name)
             if c is None or not all(hasattr(c, a) for a in ("min", "max", "step")):
@@ -130,29 +135,32 @@ class Dashboard:
                 return lo + k * step
 
             if self._fits(name, ceiling):
-                top = ceiling
-            elif not self._fits(name, lo):
-                top = None
+                top, why = ceiling, None
             else:
-                a, b = 0, steps
-                while b - a > 1:
-                    mid = (a + b) // 2
-                    if self._fits(name, value(mid)):
-                        a = mid
-                    else:
-                        b = mid
-                top = value(a)
+                why = self._why_not(name, lo)
+                if why is not None:             # even the smallest value does not run
+                    top = None
+                else:
+                    a, b = 0, steps             # value(a) fits, value(b) does not
+                    while b - a > 1:
+                        mid = (a + b) // 2
+                        if self._fits(name, value(mid)):
+                            a = mid
+                        else:
+                            b = mid
+                    top, why = value(a), self._why_not(name, value(b))
             label = getattr(c, "description", name)
-            if top is None:
-                notes.append(f"even {label} = {lo:,} does not fit")
-            elif top < ceiling:
-                notes.append(f"{label} stops at {top:,}")
+            if why == "range":
+                notes.append(f"{label} stops at {top if top is not None else lo:,} (a parameter's range)")
+            elif why == "memory":
+                memory_cut = True
+                notes.append(f"even {label} = {lo:,} does not fit" if top is None else f"{label} stops at {top:,}")
             new_max = ceiling if top is None else top
             if c.max != new_max:
                 c.max = new_max
-        self.memory_note.value = "" if not notes else (
-            f'<span style="color:#666">{"; ".join(notes)}: a larger run needs more than the '
-            f'{memory_limit_bytes() / GIB:.1f} GiB memory limit ({LIMIT_VARIABLE} raises it)</span>')
+        tail = (f": a larger run needs more than the {memory_limit_bytes() / GIB:.1f} GiB memory limit "
+                f"({LIMIT_VARIABLE} raises it)") if memory_cut else ""
+        self.memory_note.value = "" if not notes else f'<span style="color:#666">{"; ".join(notes)}{tail}</span>'
 
     def update(self) -> None:
         if self._updating:      # a slider clamped by fit_memory: the update under way uses its value
