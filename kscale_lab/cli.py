@@ -119,6 +119,8 @@ def cmd_run(args) -> int:
     Switches(**other)  # validates
     for k in list(overrides):     # validate every override once, before any run
         lab.params[k].validate(overrides[k])
+    for s in settings:            # refuse before running anything if one setting would not fit
+        lab.check_memory(s, overrides)
     results = {}
     effective = {}
     for s in settings:

@@ -14,19 +14,21 @@ and the random seed. Its defaults are the article's target for one cluster:
 A lab is a scenario that stresses one mechanism and toggles its switch; the
 capstone turns all nine on at once.
 
-Memory: the scenario refuses to build when its arrays would not fit
-(:func:`check_memory`), with an estimate, instead of letting the kernel kill the
-notebook. The limit defaults to 1 GiB (mybinder.org gives 1-2 GB) and can be raised
-with the environment variable ``KSCALE_LAB_MEMORY_LIMIT_GIB``.
+Memory: a run that would not fit is refused with an estimate before it starts,
+instead of letting the kernel kill the notebook. Each lab itemises what its run holds
+(:meth:`kscale_lab.labs.base.Lab.memory_footprint`, :mod:`kscale_lab.memory`); the limit
+defaults to 1 GiB (mybinder.org gives 1-2 GB) and is raised with the environment variable
+``KSCALE_LAB_MEMORY_LIMIT_GIB``.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
-from .errors import ParameterError, ScenarioTooLarge
+from .errors import ParameterError
+from .memory import check as check_memory  # noqa: F401  (re-exported)
+from .memory import memory_limit_bytes  # noqa: F401  (re-exported)
 from .params import Param, ParamSet
 
 SETTINGS = ("off", "article", "upstream")
@@ -211,21 +213,6 @@ def scale_with_nodes(values: dict, given: set) -> dict:
     return out
 
 
-def memory_limit_bytes() -> int:
-    raw = os.environ.get("KSCALE_LAB_MEMORY_LIMIT_GIB", "1")
-    try:
-        gib = float(raw)
-    except ValueError:
-        raise ParameterError("KSCALE_LAB_MEMORY_LIMIT_GIB", f"must be a number of GiB; got {raw!r}") from None
-    return int(gib * 1024**3)
-
-
-def check_memory(need_bytes: int, detail: str = "") -> None:
-    limit = memory_limit_bytes()
-    if need_bytes > limit:
-        raise ScenarioTooLarge(need_bytes, limit, detail)
-
-
 @dataclass(frozen=True)
 class Scenario:
     """The cluster and its workload. Build it with :meth:`from_params` to validate."""
@@ -269,17 +256,6 @@ class Scenario:
             raise ParameterError(
                 "tick", f"gives {steps:,.0f} steps for duration {self.duration:g} s; at most 2,000,000 "
                 f"(raise tick or shorten duration)")
-        check_memory(self.memory_estimate(), f"{self.nodes:,} nodes, {self.objects:,} objects")
-
-    def memory_estimate(self) -> int:
-        """Bytes of arrays the cluster model holds (state + history + per-tick series)."""
-        per_node = 160          # kubelet + node lifecycle arrays (float64/int64 columns)
-        per_object = 24         # MVCC key index: latest revision, size, kind
-        steps = int(self.duration / self.tick) + 1
-        per_step = 64 * 8       # recorded series
-        writes = self.objects + self.expected_writes()
-        per_revision = 20
-        return per_node * self.nodes + per_object * self.objects + per_step * steps + per_revision * writes
 
     def expected_writes(self) -> int:
         """Writes to etcd over the run, at most: one Lease and some Node status per node per

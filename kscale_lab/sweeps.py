@@ -197,7 +197,7 @@ def _fit_workers(lab, tasks, workers: int | None, local: bool) -> tuple[int, lis
     from .labs.base import get_lab
 
     lab = get_lab(lab) if isinstance(lab, str) else lab
-    est = [int(lab.memory_estimate(t[2], t[3])) for t in tasks]
+    est = [int(lab.memory_estimate(t[2], t[3])[0]) for t in tasks]
     limit = memory_limit_bytes()
     top = sorted(est, reverse=True)
     big = max(range(len(tasks)), key=lambda i: est[i]) if tasks else 0

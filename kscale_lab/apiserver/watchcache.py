@@ -645,6 +645,117 @@ def generate_cluster_writes(seed: int, duration: float, params: Mapping | None =
 
 
 # --------------------------------------------------------------------------------------
+# Memory: what the event source and a watch cache hold (kscale_lab.memory)
+# --------------------------------------------------------------------------------------
+
+#: bytes per event of an EventBatch (rv, time, key int64/float64; etype int8; ns, node,
+#: label, size int32) and per object of an ObjectSet (key, rv int64; ns, node, label, size int32)
+EVENT_BYTES = 8 + 8 + 8 + 1 + 4 * 4
+OBJECT_BYTES = 8 + 8 + 4 * 4
+#: bytes per row of the watch cache's tape (:class:`_Log`: the event, its previous
+#: attributes, has_prev, start_after, removed_after)
+TAPE_ROW_BYTES = sum(np.dtype(d).itemsize for d in
+                     (np.int64, np.float64, np.int64, np.int8, np.int32, np.int32, np.int32, np.int32, np.int32,
+                      np.int32, np.bool_, np.int32, np.int64, np.bool_))
+#: bytes per key of the watch cache's store (exists, ns, node, label, size, object RV)
+STORE_KEY_BYTES = 1 + 4 * 4 + 8
+
+
+def write_counts(duration: float, params: Mapping | None = None) -> dict:
+    """Upper bounds of what :func:`generate_cluster_writes` draws over ``duration``:
+    pod creations and deletions, pod events, Lease/Node/Event revisions, all writes.
+    Poisson counts are taken at their mean + 8 standard deviations."""
+    p = CHURN_PARAMS.resolve(params)
+
+    def pois(mean):
+        return mean + 8.0 * math.sqrt(mean) + 16.0 if mean > 0 else 0.0
+
+    T = float(duration)
+    creates = pois(p["pod_creates_per_s"] * T)
+    deletes = min(pois(p["pod_deletes_per_s"] * T), p["pods"])
+    background = pois(p["pods"] * p["pod_background_updates_per_hour"] / 3600.0 * T)
+    pod_events = creates * (2 + p["pod_startup_status_updates"]) + 2 * deletes + background
+    leases = p["nodes"] * (math.ceil(T / p["node_lease_renew_interval"]) + 1)
+    nodes = p["nodes"] * (math.ceil(T / p["node_status_update_period"]) + 1)
+    events = pois(p["core_events_per_s"] * T)
+    return {"creates": creates, "deletes": deletes, "pod_events": pod_events, "leases": leases,
+            "nodes": nodes, "events": events, "writes": pod_events + leases + nodes + events,
+            "pods": p["pods"]}
+
+
+def writes_footprint(duration: float, params: Mapping | None = None, keep_all: bool = False):
+    """What :func:`generate_cluster_writes` holds and allocates (a
+    :class:`kscale_lab.memory.Footprint`): the pods of t = 0 and the pods' events (held),
+    every write's revision, time and type (held only if ``keep_all``: a caller that keeps
+    the whole :class:`ClusterWrites`), and, while it draws them (phase ``writes``), the
+    columns it concatenates, the Lease schedule's grid and the sort of all writes."""
+    from ..memory import Footprint
+
+    c = write_counts(duration, params)
+    fp = Footprint("cluster writes")
+    fp.add("pods at t=0", c["pods"], OBJECT_BYTES)
+    fp.add("pod events", c["pod_events"], EVENT_BYTES)
+    if keep_all:
+        fp.add("every write's revision, time, type", c["writes"], 17)
+    # drawing: the pod columns twice (pieces, concatenation), the initial pods' int64 draws
+    # and key check, every write sorted (time, type, order, revision, and the sorted copies),
+    # the periodic Lease/Node grids (times, ids, mask and their kept copies)
+    fp.add("drawing pod events", c["pod_events"], 2 * EVENT_BYTES, phase="writes")
+    fp.add("drawing pods", c["pods"], 48, phase="writes")
+    fp.add("sorting all writes", c["writes"], 42, phase="writes")
+    fp.add("periodic schedules", c["leases"] + c["nodes"], 33, phase="writes")
+    return fp
+
+
+def _index_bucket_bytes(objects: float, values: float, big_buckets: float = 0.0) -> float:
+    """Bytes of one index (``dict[value, set[key]]``) over ``objects`` keys spread over
+    ``values`` values, plus, optionally, ``big_buckets`` keys that share one value (UNSET):
+    the sets (sized as CPython sizes them, for a bucket a few standard deviations above
+    the mean), one int object per key, the dict's entries and their int keys."""
+    from ..memory import PY_DICT_ENTRY_BYTES, PY_INT_BYTES, set_bytes
+
+    total = 0.0
+    objects = max(0.0, float(objects))
+    if objects > 0 and values > 0:
+        buckets = min(float(values), objects)
+        m = objects / buckets
+        hi = m + 4.0 * math.sqrt(m) + 1.0
+        total += buckets * (set_bytes(int(math.ceil(hi))) + PY_DICT_ENTRY_BYTES + PY_INT_BYTES)
+        total += objects * PY_INT_BYTES
+    if big_buckets > 0:
+        total += set_bytes(int(math.ceil(big_buckets))) + big_buckets * PY_INT_BYTES
+    return total
+
+
+def cache_footprint(name: str, objects: float, keys: float, events: float,
+                    indexes: Mapping[str, tuple[float, float, float]], build_phase: str = "build",
+                    events_phase: str = "events"):
+    """A :class:`WatchCache`'s arrays and indexes (a :class:`kscale_lab.memory.Footprint`).
+
+    ``objects``: objects in the store at most; ``keys``: the largest key + 1 (the store's
+    arrays grow to twice the keys they need, the old ones copied: up to 3x while they grow);
+    ``events``: events added in one :meth:`~WatchCache.add_events` (the tape keeps them all
+    until :meth:`~WatchCache.trim_history`); ``indexes``: per index, (objects spread over
+    values, number of values, objects sharing one value such as UNSET). The cache is built
+    at the moment ``build_phase`` and takes its events at ``events_phase``."""
+    from ..memory import Footprint
+
+    fp = Footprint(f"{name} watch cache")
+    # rebuilding one index: values, keys, their sort and the list of each bucket
+    fp.add(f"{name} cache index build", objects, 40, phase=build_phase)
+    fp.add(f"{name} cache store", keys, 2 * STORE_KEY_BYTES, since=build_phase)
+    idx = sum(_index_bucket_bytes(o, v, big) for o, v, big in indexes.values())
+    fp.add_bytes(f"{name} cache indexes", idx, since=build_phase)
+    if events:
+        fp.add(f"{name} cache store growing", keys, STORE_KEY_BYTES, phase=events_phase)
+        # add_events: the batch's sort by key, previous-event positions, previous and current
+        # attributes, masks, the last event of each key, the ring's per-block arrays
+        fp.add(f"{name} cache add_events temporaries", events, 130, phase=events_phase)
+        fp.add(f"{name} cache tape", events, TAPE_ROW_BYTES, since=events_phase)
+    return fp
+
+
+# --------------------------------------------------------------------------------------
 # Watch filtering (cache_watcher.go convertToWatchEvent)
 # --------------------------------------------------------------------------------------
 

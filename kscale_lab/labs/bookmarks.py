@@ -45,7 +45,6 @@ cost parameters (:data:`PARAMS`, ``kscale-lab params bookmarks``).
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -57,8 +56,11 @@ from ..apiserver.watchcache import (
     MAX_INT32,
     WATCHCACHE_PARAMS,
     WatchCache,
+    cache_footprint,
     capacity_upper_bound,
     generate_cluster_writes,
+    write_counts,
+    writes_footprint,
 )
 from ..clients.reflector import (
     FIELD_ALL,
@@ -72,6 +74,7 @@ from ..clients.reflector import (
 from ..cluster import RunResult
 from ..costs import COST_PARAMS
 from ..errors import ParameterError
+from ..memory import MEMO_OTHERS_BYTES, Footprint, Memo
 from ..params import Param, ParamSet
 from ..scenario import SCENARIO_PARAMS
 from .base import Lab
@@ -167,22 +170,6 @@ def heuristic_watch_cache_size(nodes: int) -> int:
 # Memo: the same writes serve several settings and reruns
 # --------------------------------------------------------------------------------------
 
-class _LRU(OrderedDict):
-    def __init__(self, size: int):
-        super().__init__()
-        self.size = size
-
-    def get_or(self, key, make):
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        value = make()
-        self[key] = value
-        while len(self) > self.size:
-            self.popitem(last=False)
-        return value
-
-
 @dataclass
 class _Writes:
     initial: Any
@@ -207,7 +194,7 @@ class _Writes:
         return self.caches.get_or(_frozen(wc), make)
 
 
-_WRITES = _LRU(2)
+_WRITES = Memo(2)
 
 
 def _frozen(d: Mapping) -> tuple:
@@ -220,7 +207,8 @@ def _writes(seed: int, duration: float, churn: dict) -> _Writes:
         last = int(w.list_rv) + w.revisions   # the merged write log is not needed here
         return _Writes(w.initial_pods, w.list_rv, w.pods, w.writes_per_type(), last - int(w.list_rv), last,
                        pairs={})
-    return _WRITES.get_or((seed, duration, _frozen(churn)), make)
+    held = writes_footprint(duration, churn).held_bytes
+    return _WRITES.get_or((seed, duration, _frozen(churn)), make, held)
 
 
 
@@ -290,6 +278,41 @@ class BookmarksLab(Lab):
                                      f"(>= lower_bound_capacity); got {upper}")
             wc.update(lower_bound_capacity=p["lower_bound_capacity"], upper_bound_capacity=upper)
         return wc
+
+    def memory_footprint(self, setting: str, p: Mapping[str, Any]) -> Footprint:
+        """The writes until the restart (memoised), the pods' watch cache (store, indexes,
+        the whole tape), the reflector fleet (per client, per watch restart, the per-field
+        event pairs it searches) and the result's arrays."""
+        T = float(p["restart_at"])
+        churn = self.churn(p)
+        c = write_counts(T, churn)
+        n, ctl = int(p["nodes"]), int(p["controllers"])
+        clients = n + ctl
+        fp = Footprint(f"bookmarks, {n:,} nodes, {p['pods']:,} pods, restart at {T:g} s")
+        fp.extend(writes_footprint(T, churn))
+        fp.add_bytes("earlier runs' writes kept for reuse", MEMO_OTHERS_BYTES)
+        objects = p["pods"] + c["creates"]
+        values = {"spec.nodeName": n, "metadata.namespace": p["namespaces"], "label": p["label_values"]}
+        fp.extend(cache_footprint("pods", objects, objects, c["pod_events"], {
+            "spec.nodeName": (objects, values["spec.nodeName"], c["creates"]),
+            "metadata.namespace": (objects, values["metadata.namespace"], 0),
+            "label": (objects, values["label"], 0)}))
+        watches = clients * (math.ceil(T / p["min_watch_timeout"]) + 2)
+        # per client: selector (9 B), watch start, deadline, watch count, RV (8 B each), and its
+        # watch timeouts (drawn 4 at a time, then 2 more columns as needed: concatenated)
+        fp.add("reflector fleet", clients, 9 + 4 * 8, since="fleet")
+        fp.add("watch timeouts", clients * (math.ceil(T / p["min_watch_timeout"]) + 6), 2 * 8, since="fleet")
+        fp.add("watch restarts recorded", watches, 41, since="fleet")
+        # the selective field's (value, event) pairs: values, event indexes, sorted keys, sums
+        # (<= 2 per event, 8 B each), and the controllers' running object count
+        fp.add("reflector event pairs", c["pod_events"], 4 * 2 * 8 + 8, since="fleet")
+        fp.add("reflector event pairs build", c["pod_events"], 80, phase="fleet")
+        fp.add("one rewatch's temporaries", clients, 200, phase="fleet")
+        # the result: object counts per event, RV ages, steady batches concatenated, series
+        fp.add("result arrays", c["pod_events"], 8 + 4 * 8, phase="result")
+        fp.add("result per client", clients, 8 * 8, phase="result")
+        fp.add("result watch restarts", watches, 41 + 40, phase="result")
+        return fp
 
     def churn(self, p: Mapping[str, Any]) -> dict:
         c = {k: p[k] for k in CHURN_PARAMS.defaults() if k in p and k not in _CHURN_SKIPPED}

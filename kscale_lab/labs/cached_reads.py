@@ -37,7 +37,6 @@ selector drops objects).
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -63,6 +62,7 @@ from ..apiserver.consistent_read import (
 from ..apiserver.server import APIServerPool
 from ..apiserver.watchcache import (
     CHURN_PARAMS,
+    OBJECT_BYTES,
     DELETED,
     EVERYTHING,
     RTYPE_EVENT,
@@ -72,14 +72,18 @@ from ..apiserver.watchcache import (
     ObjectSet,
     Selector,
     WatchCache,
+    cache_footprint,
     generate_cluster_writes,
+    write_counts,
+    writes_footprint,
 )
 from ..cluster import RunResult
 from ..costs import COST_PARAMS
 from ..errors import ParameterError
 from ..etcd.range_reads import KEP2340_TEST
 from ..params import Param, ParamSet
-from ..scenario import SCENARIO_PARAMS, check_memory
+from ..memory import MEMO_OTHERS_BYTES, Footprint, Memo
+from ..scenario import SCENARIO_PARAMS
 from .base import Lab
 
 EVENT_TTL_DEFAULT = 3600.0
@@ -180,27 +184,55 @@ class ClusterState:
     extra: dict = field(default_factory=dict)
 
 
-_STATES: "OrderedDict[tuple, ClusterState]" = OrderedDict()
+_STATES = Memo(2)
 
 
-def memory_estimate(p: Mapping) -> int:
-    """Bytes the state holds: object columns and the indexes' Python sets (3 per object)."""
-    objs = p["pods"] + p["events"] + p["nodes"]
-    return int(objs * (3 * 72 + 40) + p["nodes"] * 200 + 40e6)
+def _churn(p: Mapping) -> dict:
+    return {"nodes": int(p["nodes"]), "pods": int(p["pods"]), "pod_object_size": max(1, int(p["pod_bytes"])),
+            "pod_creates_per_s": p["pod_churn"], "pod_deletes_per_s": p["pod_churn"],
+            "namespaces": p["namespaces"], "label_values": p["label_values"],
+            "core_events_per_s": p["core_events_per_s"]}
+
+
+def state_footprint(p: Mapping) -> Footprint:
+    """What a :class:`ClusterState` holds (built once, shared by the settings): every write
+    of the window, the pods', nodes' and events' watch caches with their indexes, the object
+    sets, the write logs; and what building it allocates."""
+    n, pods, ne = int(p["nodes"]), int(p["pods"]), int(p["events"])
+    horizon = float(p["kubelet_list_window"]) + 5.0
+    churn = _churn(p)
+    c = write_counts(horizon, churn)
+    fp = Footprint(f"cached-reads state, {n:,} nodes, {pods:,} pods, {ne:,} events")
+    fp.extend(writes_footprint(horizon, churn, keep_all=True))
+    objects = pods + c["creates"]
+    fp.extend(cache_footprint("pods", objects, objects, c["pod_events"], {
+        "spec.nodeName": (objects, n, c["creates"]), "metadata.namespace": (objects, p["namespaces"], 0),
+        "label": (objects, p["label_values"], 0)}, build_phase="pods cache", events_phase="pod events"))
+    fp.add("pod objects", objects, OBJECT_BYTES + 8, since="pod events")
+    # nodes: no namespace, no node: all in one bucket of those indexes; 16 label values
+    fp.add("building nodes", n, 56, phase="nodes cache")
+    fp.add("node objects", n, OBJECT_BYTES, since="nodes cache")
+    fp.extend(cache_footprint("nodes", n, n, 0, {
+        "spec.nodeName": (0, 0, n), "metadata.namespace": (0, 0, n), "label": (n, 16, 0)},
+        build_phase="nodes cache"))
+    share = float(p["node_event_share"])
+    fp.add("building events", ne, 100, phase="events cache")
+    fp.add("event objects", ne, OBJECT_BYTES + 1, since="events cache")
+    fp.extend(cache_footprint("events", ne, ne, 0, {
+        "spec.nodeName": (ne * share, n, ne * (1 - share)), "metadata.namespace": (ne, p["namespaces"], 0),
+        "label": (ne, p["label_values"], 0)}, build_phase="events cache"))
+    fp.add("write logs", c["writes"], 16 + 3, since="logs")
+    fp.add("pods and bytes per node", n, 16 + 24, since="logs")
+    return fp
 
 
 def cluster_state(p: Mapping) -> ClusterState:
     key = tuple(p[k] for k in _STATE_KEYS)
-    st = _STATES.get(key)
-    if st is not None:
-        _STATES.move_to_end(key)
-        return st
-    check_memory(memory_estimate(p), f"{p['pods']:,} pods, {p['events']:,} events")
-    st = _build_state(p)
-    _STATES[key] = st
-    while len(_STATES) > 2:
-        _STATES.popitem(last=False)
-    return st
+    fp = state_footprint(p)
+    if key not in _STATES:
+        fp.check()
+    return _STATES.get_or(key, lambda: _build_state(p), fp.held_bytes + sum(
+        it.nbytes for it in fp.items if it.since is not None))
 
 
 def _build_state(p: Mapping) -> ClusterState:
@@ -210,11 +242,7 @@ def _build_state(p: Mapping) -> ClusterState:
     if p["pod_churn"] * horizon > pods:
         raise ParameterError("pod_churn", f"must delete at most the {pods:,} pods in {horizon:g} s "
                                           f"(<= {pods / horizon:.3g} pods/s at this size); got {p['pod_churn']:g}")
-    churn = {"nodes": n, "pods": pods, "pod_object_size": max(1, int(p["pod_bytes"])),
-             "pod_creates_per_s": p["pod_churn"], "pod_deletes_per_s": p["pod_churn"],
-             "namespaces": p["namespaces"], "label_values": p["label_values"],
-             "core_events_per_s": p["core_events_per_s"]}
-    w = generate_cluster_writes(int(p["seed"]), horizon, churn)
+    w = generate_cluster_writes(int(p["seed"]), horizon, _churn(p))
     t_desc = 0.5 * window
     cache = WatchCache("pods", w.initial_pods, w.list_rv)
     k = int(np.searchsorted(w.pods.time, t_desc, side="right"))
@@ -291,9 +319,23 @@ class CachedReadsLab(Lab):
             p["events"] = int(round(self.params["events"].default * p["nodes"] / 10_000))
         return p
 
-    def memory_estimate(self, setting: str, overrides: Mapping[str, Any] | None = None) -> int:
-        """The cluster state's estimate (:func:`memory_estimate`), the one a run checks."""
-        return memory_estimate(self.resolve(setting, overrides))
+    # -- memory ------------------------------------------------------------------------------
+    def memory_footprint(self, setting: str, p: Mapping[str, Any]) -> Footprint:
+        """The cluster's state (:func:`state_footprint`, memoised), one earlier state kept
+        for reuse at most, and the run's reads: an etcd LIST's scan of every pod or event,
+        the kubelets' LIST storm (per kubelet), the read-after-write probes."""
+        fp = state_footprint(p)
+        fp.what = f"cached-reads, {int(p['nodes']):,} nodes, {int(p['pods']):,} pods, {int(p['events']):,} events"
+        fp.add_bytes("earlier states kept for reuse", MEMO_OTHERS_BYTES)
+        n = int(p["nodes"])
+        # an etcd LIST: the objects sorted by key (lexsort), the selector's mask, sizes, prefix sums
+        fp.add("an etcd LIST's scan", max(int(p["pods"]), int(p["events"]), n), 72, phase="reads")
+        # the storm: ~25 float64/int64 arrays per kubelet (components, CPU, bytes, waits, queue)
+        fp.add("kubelet LIST storm", n, 25 * 8, phase="reads")
+        steps = (float(p["kubelet_list_window"]) + 3600.0) / float(p["storm_tick"]) + 2
+        fp.add("storm queue rows", steps, 1_500, phase="reads")
+        fp.add("read-after-write probes", int(p["consistency_probes"]), 200, phase="reads")
+        return fp
 
     # -- one run -----------------------------------------------------------------------------
     def run(self, setting: str, overrides: Mapping[str, Any] | None = None) -> CachedReadsResult:

@@ -40,7 +40,8 @@ from ..etcd import bbolt as B
 from ..etcd import freelist as F
 from ..etcd.mvcc import MVCCStore
 from ..params import Param, ParamSet
-from ..scenario import SCENARIO_PARAMS, Scenario, check_memory
+from ..memory import Footprint
+from ..scenario import SCENARIO_PARAMS, Scenario
 from .base import Lab
 from .heartbeats import HEARTBEAT_PARAMS, heartbeat_rates
 
@@ -148,6 +149,32 @@ class EtcdStorageLab(Lab):
     def groups(self, p: Mapping[str, Any]) -> dict:
         return GROUPS[p["etcd_servers_overrides"]]
 
+    def memory_footprint(self, setting: str, p: Mapping[str, Any]) -> Footprint:
+        """Per etcd: its MVCC store (keys of its kinds, new Event keys, filler objects;
+        the revision log at the most the run writes), the per-second rows and series."""
+        sc = Scenario.from_params({k: p[k] for k in SCENARIO_PARAMS.defaults()})
+        st = self.stream(p)
+        groups = self.groups(p)
+        c = Costs.from_params({k: p[k] for k in COST_PARAMS.defaults()})
+        dt, duration = sc.tick, sc.duration
+        steps = int(round(duration / dt))
+        ev_new = _new_event_keys(st, duration)
+        fill_keys = _filler_keys(st, c, p) + len(groups)
+        fp = Footprint(f"etcd-storage, {sc.nodes:,} nodes, {len(groups)} etcd, {duration:g} s")
+        for g, kinds in groups.items():
+            keys = sum(st[k][2] + (ev_new if k == "event" else 0) for k in kinds) + fill_keys
+            writes = _max_writes(st, kinds, steps, dt)
+            # at or below a compaction's revision: one interval's writes and, at most, one
+            # survivor per key written before it
+            written_keys = sum(min(st[k][2] + (ev_new if k == "event" else 0), _max_writes(st, (k,), steps, dt))
+                               for k in kinds)
+            held, old = MVCCStore.log_bounds(writes, written_keys, duration, c.etcd_compaction_interval)
+            pre = f"{g}: " if len(groups) > 1 else ""
+            fp.extend(MVCCStore.footprint(keys, held, old, log_since="run"), prefix=pre)
+            fp.add(f"{pre}per-second rows and work law", steps, 8 * (len(_SERIES) + 48), since="run")
+        fp.add("series DataFrame", steps, 8 * 40, phase="series")
+        return fp
+
     # ---- the event-level run -----------------------------------------------------------------
     def run(self, setting: str, overrides: Mapping[str, Any] | None = None) -> RunResult:
         """The cluster's write stream into etcd for ``duration``, one row per ``tick``.
@@ -164,8 +191,7 @@ class EtcdStorageLab(Lab):
         rng = np.random.default_rng(sc.seed)
         dt, duration = sc.tick, sc.duration
         steps = int(round(duration / dt))
-        ev_new = int(math.ceil(st["event"][0] * duration * 1.2)) + 16
-        check_memory(_memory_estimate(st, steps, ev_new, p), f"{sc.nodes:,} nodes, etcd storage")
+        ev_new = _new_event_keys(st, duration)
         page = int(p["bbolt_page_size"])
         # initial live bytes per kind, and the db file: live + filler + free pages
         live_kind = {k: st[k][2] * float(c.page_bytes(st[k][3])) for k in KINDS}
@@ -177,7 +203,7 @@ class EtcdStorageLab(Lab):
         etcds = {}
         for g, kinds in groups.items():
             share = sum(live_kind[k] for k in kinds) / live_total if live_total else 1.0 / len(groups)
-            etcds[g] = _GroupStore(g, kinds, st, c, rng, filler * share, free * share, ev_new, steps)
+            etcds[g] = _GroupStore(g, kinds, st, c, rng, filler * share, free * share, ev_new, steps, dt)
         rows = {g: {m: np.zeros(steps) for m in _SERIES} for g in groups}
         events = []
         interval = c.etcd_compaction_interval
@@ -376,7 +402,8 @@ class EtcdStorageLab(Lab):
         c = Costs.from_params({k: p[k] for k in COST_PARAMS.defaults()})
         rng = np.random.default_rng(sc.seed)
         times, keys, sizes, key_sizes, key_bytes = _stream_arrays(st, dur, rng)
-        check_memory(int(key_sizes.size * 80 + times.size * 120), f"{sc.nodes:,} nodes, exact page model")
+        (Footprint(f"etcd-storage exact page model, {sc.nodes:,} nodes")
+         .add("keys and pages", key_sizes.size, 80).add("puts", times.size, 120).check())
         be = B.EtcdBackend(key_sizes, key_bytes, c, p["backend_bbolt_freelist_type"], p,
                            expected_writes=times.size)
         return B.simulate(be, times, keys, sizes, dur, c.etcd_compaction_interval,
@@ -563,7 +590,7 @@ def _stress_law_cached(freelist: str, law_key: tuple) -> B.WorkLaw:
 class _GroupStore:
     """One etcd: an MVCCStore over its kinds' keys (+ filler objects), fed per tick."""
 
-    def __init__(self, name, kinds, st, costs, rng, filler_bytes, free_bytes, ev_new, steps):
+    def __init__(self, name, kinds, st, costs, rng, filler_bytes, free_bytes, ev_new, steps, dt=1.0):
         self.name = name
         self.kinds = kinds
         self.st = st
@@ -592,8 +619,9 @@ class _GroupStore:
         sizes = np.concatenate(sizes) if sizes else np.zeros(0)
         pages = np.concatenate(pages) if pages else np.zeros(0)
         kbytes = np.concatenate(kbytes) if kbytes else np.zeros(0)
-        expected = int(sum(st[k][0] for k in kinds) * steps * 1.3) + 1024
-        self.store = MVCCStore(sizes, kbytes, costs, expected_writes=expected, initial_pages=pages)
+        # the log is reserved at the most the run writes (resident only once written)
+        self.store = MVCCStore(sizes, kbytes, costs, expected_writes=_max_writes(st, kinds, steps, dt),
+                               initial_pages=pages)
         if "event" in kinds:
             # events created but not yet written have no object yet: they hold no pages
             e0 = self.offset["event"] + st["event"][2]
@@ -662,10 +690,28 @@ def _window_growth(history: np.ndarray, interval: float, dt: float) -> list[floa
     return out
 
 
-def _memory_estimate(st: dict, steps: int, ev_new: int, p: Mapping) -> int:
-    keys = sum(v[2] for v in st.values()) + ev_new
-    writes = sum(v[0] for v in st.values()) * steps * p["tick"] * 1.3
-    return int(keys * 48 + writes * 28 + steps * 8 * 60)
+def _new_event_keys(st: dict, duration: float) -> int:
+    """Keys reserved for the Events created during the run."""
+    return int(math.ceil(st["event"][0] * duration * 1.2)) + 16
+
+
+def _max_writes(st: dict, kinds, steps: int, dt: float) -> int:
+    """The most writes an etcd of ``kinds`` takes in ``steps`` ticks: Poisson counts per
+    tick (bounded at +8 sigma), two per Event (the new key, the expired one's tombstone)."""
+    total = 0.0
+    for k in kinds:
+        mean = float(st[k][0]) * dt * steps
+        if mean > 0:
+            total += (mean + 8.0 * math.sqrt(mean) + 16.0) * (2 if k == "event" else 1)
+    return int(total) + 1024
+
+
+def _filler_keys(st: dict, c, p: Mapping) -> int:
+    """Filler objects that make the db file ``db_size_bytes`` (as :meth:`EtcdStorageLab.run`)."""
+    live_total = sum(st[k][2] * float(c.page_bytes(st[k][3])) for k in KINDS)
+    live = max(live_total, (1.0 - float(p["free_fraction"])) * float(p["db_size_bytes"]))
+    filler = live - live_total
+    return int(math.ceil(filler / FILL_VALUE)) if filler > 0 else 0
 
 
 def _mixture_quantile(q: float, commit_s: np.ndarray, rate: np.ndarray, T: float, p: Mapping) -> float:

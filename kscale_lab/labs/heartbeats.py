@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 
 from ..cluster import POD_WRITES_PER_LIFECYCLE, Cluster, RunResult
+from ..cluster import footprint as cluster_footprint
 from ..costs import COST_PARAMS, Costs
 from ..params import Param, ParamSet
 from ..scenario import SCENARIO_PARAMS, Scenario
@@ -114,6 +115,11 @@ class HeartbeatsLab(Lab):
 
     def scenario(self, p: Mapping[str, Any]) -> Scenario:
         return Scenario.from_params({k: p[k] for k in SCENARIO_PARAMS.defaults()})
+
+    def memory_footprint(self, setting: str, p: Mapping[str, Any]):
+        """The event-level cluster's arrays: etcd's keys and revision log, the kubelets,
+        the latency tape (:func:`kscale_lab.cluster.footprint`)."""
+        return cluster_footprint(self.scenario(p), dict(p), setting)
 
     def run(self, setting: str, overrides: Mapping[str, Any] | None = None) -> RunResult:
         p = self.resolve(setting, overrides)

@@ -99,6 +99,10 @@ class SchedulerLab(Lab):
         p = sim.resolve({k: v for k, v in user.items() if k not in LAB_PARAMS}, lab["scenario"], setting)
         return {**lab, **p}
 
+    def memory_footprint(self, setting: str, p: Mapping[str, Any]):
+        """The scheduling queue's arrays (:func:`kscale_lab.scheduler.sim.footprint`)."""
+        return sim.footprint(p, setting)
+
     @staticmethod
     def _sim_params(p: Mapping[str, Any]) -> dict:
         return {k: v for k, v in p.items() if k in sim.PARAMS}

@@ -304,7 +304,9 @@ class Scheduler:
         exhaustive = not self.relaxed_search and not self.round_robin
         self.cache = EquivalenceCache(state, with_buckets=exhaustive)
         self._k = self.num_to_find if self.round_robin else self.article_k
-        self._cycle = self._exhaustive if exhaustive else self._relaxed
+        # the unbound function, not a bound method: a bound method kept on self is a reference
+        # cycle, and a finished run's class tables (MBs per class) would wait for the garbage collector
+        self._cycle = type(self)._exhaustive if exhaustive else type(self)._relaxed
         self.next_start = 0
         self.cycle = 0
         self._batch: _Batch | None = None
@@ -385,7 +387,7 @@ class Scheduler:
     # -- one cycle -----------------------------------------------------------
     def schedule_one(self, pod: PodSpec, now: float = 0.0, bind: bool = True) -> Decision:
         self.cycle += 1
-        d = self._cycle(pod, now)
+        d = self._cycle(self, pod, now)
         if bind and d.node >= 0:
             self.state.bind(d.node, pod)
         return d

@@ -40,8 +40,8 @@ simplification: upstream keeps them pending and requeues them on cluster events)
 from __future__ import annotations
 
 import heapq
-import itertools
 import time
+from array import array
 from typing import Any, Mapping
 
 import numpy as np
@@ -50,7 +50,7 @@ import pandas as pd
 from ..errors import ParameterError
 from ..params import Param, ParamSet
 from .cluster_state import (
-    LABEL_DISKTYPE, LABEL_ZONE, TAINT_GPU, NodeState, PodSpec, make_nodes,
+    LABEL_DISKTYPE, LABEL_KEYS, LABEL_ZONE, TAINT_GPU, NodeState, PodSpec, make_nodes,
 )
 from .plugins import FILTER_PLUGINS
 from .search import MODE_DEFAULTS, MODES, Decision, Scheduler
@@ -60,7 +60,9 @@ _SO = "kubernetes/kubernetes pkg/scheduler/schedule_one.go"
 
 PARAMS = ParamSet([
     # ---------------------------------------------------------------- scenario
-    Param("nodes", 10_000, "1", "docs/article.md: target 10k nodes", "cluster size", 1, 50_000, kind=int),
+    Param("nodes", 10_000, "1", "docs/article.md: target 10k nodes",
+          "cluster size (the kit's range, as kscale_lab.scenario; memory is checked by estimate, "
+          "KSCALE_LAB_MEMORY_LIMIT_GIB)", 1, 100_000, kind=int),
     Param("seed", 0, "1", "convention", "seed for numpy.random.default_rng", 0, 2**31 - 1, kind=int),
     Param("initial_utilisation", 0.3, "1",
           "assumption: a production cluster is partly full before the burst; scores then differ between nodes",
@@ -321,6 +323,69 @@ class CostModel:
         return cycle
 
 
+# --------------------------------------------------------------------------- memory
+def footprint(p: Mapping[str, Any], setting: str):
+    """What a run holds at its peak (a :class:`kscale_lab.memory.Footprint`), from the
+    resolved parameters ``p``: the nodes (twice: a prepared cluster and its copy), the
+    pods and their per-pod lists, one record per scheduling attempt (at most
+    ``max_attempts`` per pod), one table per pod class over every node (filter codes,
+    scores, the feasible index, score buckets, prefix counts), the per-pod frame and the
+    per-second series."""
+    from ..memory import PY_FLOAT_BYTES, PY_INT_BYTES, PY_LIST_SLOT_BYTES, Footprint
+
+    n = int(p["nodes"])
+    churn_mean = p["churn_rate"] * p["churn_duration_s"]
+    churn = churn_mean + 8.0 * np.sqrt(churn_mean) + 16.0 if churn_mean > 0 else 0.0
+    pods = churn + int(p["burst_pods"])
+    attempts = pods * int(p["max_attempts"])
+    classes = min(int(p["churn_templates"]), churn) + (2 * int(p["burst_deployments"]) if p["burst_pods"] else 0)
+    classes = min(classes, pods)
+    nf = len(Decision._fields)
+    fp = Footprint(f"scheduler, {n:,} nodes, {int(pods):,} pods, {int(classes):,} pod classes")
+    # nodes: 6 int64 resources, labels (int16), taints, anti-affinity counts (8 groups, int32)
+    node_bytes = 6 * 8 + 2 * len(LABEL_KEYS) + 8 + 8 * 4
+    fp.add("nodes (prepared and copied)", n, 2 * node_bytes)
+    fp.add("drawing nodes", n, 12 * 8, phase="prepare")
+    fp.add("pods (arrival, template, lifetime)", pods, 25)
+    fp.add("drawing pods", pods, 10 * 8, phase="prepare")
+    # the loop's per-pod lists: arrival and lifetime floats, template ints, pod specs
+    fp.add("per-pod lists", pods, 4 * PY_LIST_SLOT_BYTES + 2 * PY_FLOAT_BYTES + PY_INT_BYTES, since="schedule")
+    fp.add("attempt records", attempts, 8 * (3 + nf), since="schedule")
+    # queues: deletions (time, node, pod), retries, failed counts; the dirty log (node per bind)
+    fp.add("queues", pods, 250, since="schedule")
+    fp.add("dirty log", attempts + pods, PY_LIST_SLOT_BYTES + PY_INT_BYTES, since="schedule")
+    # per class and node: code int8, score int64, feasible bool, score-where-feasible int64,
+    # the feasible index (array q), and either the score buckets and positions (exhaustive
+    # search: node ids and small positions in lists) or two prefix-count lists (ring scans):
+    # two list slots and at most two int objects either way
+    per_node = 1 + 8 + 1 + 8 + 8 + 2 * (PY_LIST_SLOT_BYTES + PY_INT_BYTES)
+    fp.add("pod class tables", classes * n, per_node, since="schedule")
+    fp.add("one class table's build", n, 12 * 8, phase="schedule")
+    fp.add("a batch's sorted nodes", n, 200, phase="schedule")
+    fp.add("random draws", 1 << 16, PY_LIST_SLOT_BYTES + PY_FLOAT_BYTES, since="schedule")
+    # the per-pod frame: ~36 columns, built from per-attempt sums, copied into the DataFrame
+    fp.add("per-pod frame", pods, 36 * 8, since="frame")
+    fp.add("per-pod frame build", pods, 36 * 8 + 8 * 8, phase="frame")
+    fp.add("per-attempt sums", attempts, 5 * 8, phase="frame")
+    fp.add("nodes frame", n, 7 * 8 * 2, since="frame")
+    # the series: bins of series_bin_s up to the last bind; a cycle costs at most every node
+    # through every plugin without parallelism
+    f = p["node_cost_factor"]
+    n_f = 3 + p["other_filter_plugins"]
+    n_s = 2 + p["other_score_plugins"]
+    cycle = (p["cycle_overhead_s"] + p["equivalence_lookup_cost_s"]
+             + n * f * (n_f * p["filter_cost_s"] + p["interpod_filter_cost_s"] + n_s * p["score_cost_s"]
+                        + (n_f + n_s) * p["equivalence_read_cost_s"]))
+    last_arrival = max(p["churn_duration_s"], p["burst_at_s"] + (p["burst_pods"] / p["burst_creation_rate"]
+                                                                  if p["burst_creation_rate"] > 0 else 0.0))
+    end = last_arrival + attempts * cycle + p["max_attempts"] * p["pod_max_backoff_s"] + p["bind_latency_s"] \
+        + (p["pod_lifetime_s"] if churn else 0.0)
+    bins = end / p.get("series_bin_s", 1.0) + 2
+    fp.add("per-second series", bins, 14 * 8 * 2, phase="series")
+    fp.add("series per-pod temporaries", pods, 12 * 8, phase="series")
+    return fp
+
+
 # --------------------------------------------------------------------------- simulation
 def resolve(params: Mapping[str, Any] | None = None, scenario: str | Mapping[str, Any] = "burst",
             setting: str | None = None) -> dict:
@@ -398,11 +463,12 @@ def simulate(setting: str, params: Mapping[str, Any] | None = None, scenario: st
     heappush, heappop = heapq.heappush, heapq.heappop
     inf = float("inf")
 
-    # one record per attempt: (pod, start, cycle seconds, Decision)
-    rec_pod: list[int] = []
-    rec_start: list[float] = []
-    rec_cycle: list[float] = []
-    rec_dec: list = []
+    # one record per attempt: (pod, start, cycle seconds, Decision), in flat typed buffers
+    # (8 B per number: a list of 200k+ Decision tuples and their int objects took ~4x more)
+    rec_pod = array("q")
+    rec_start = array("d")
+    rec_cycle = array("d")
+    rec_dec = array("q")
     failed: dict[int, int] = {}  # attempts so far of pods that failed at least once
     retry: list = []  # (ready time, pod)
     deletions: list = []  # (time, node, pod)
@@ -427,7 +493,7 @@ def simulate(setting: str, params: Mapping[str, Any] | None = None, scenario: st
         rec_pod.append(k)
         rec_start.append(start)
         rec_cycle.append(c)
-        rec_dec.append(d)
+        rec_dec.extend(d)
         if d[0] >= 0:
             n_sched += 1
             if life[k] != inf:
@@ -464,7 +530,8 @@ def _pod_frame(workload: Workload, rec_pod, rec_start, rec_cycle, rec_dec, n_oth
     st_a = np.asarray(rec_start, dtype=float)
     cy_a = np.asarray(rec_cycle, dtype=float)
     nf = len(Decision._fields)
-    table = np.fromiter(itertools.chain.from_iterable(rec_dec), dtype=np.int64, count=R * nf).reshape(R, nf)
+    table = (np.frombuffer(rec_dec, dtype=np.int64, count=R * nf).reshape(R, nf) if R
+             else np.zeros((0, nf), dtype=np.int64))
     col = {name: table[:, j] for j, name in enumerate(Decision._fields)}
     evals = table[:, 2:2 + len(FILTER_PLUGINS)]
     single = R == P and (R == 0 or bool((kk == np.arange(P)).all()))  # one attempt per pod, in pod order

@@ -37,6 +37,7 @@ class BookmarksDashboard(Dashboard):
     """Controls: switch, churn, cache capacity, selectivity, restart time, reconnect."""
 
     lab_name = "bookmarks"
+    memory_controls = ("restart_min",)
 
     def __init__(self, base: dict | None = None, **initial):
         """``base``: parameter overrides every run starts from (e.g. a smaller

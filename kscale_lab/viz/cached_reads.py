@@ -59,6 +59,7 @@ class CachedReadsDashboard(Dashboard):
     the kubelet LIST storm over time."""
 
     lab_name = "cached-reads"
+    memory_controls = ("nodes", "pods_per_node")
 
     def __init__(self, **initial):
         self._cache: dict = {}

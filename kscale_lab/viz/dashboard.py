@@ -15,6 +15,11 @@ Without widgets: ``YourDashboard.static(result)`` builds the same Bokeh layout, 
 from one result, with no widget and no kernel (``kscale-lab report`` embeds it in a
 static HTML file). Every dashboard gets it for free if its ``fill`` reads the run's
 parameters through ``self.overrides()`` and its summary through ``self.summary.value``.
+
+Memory: the sliders named in :attr:`Dashboard.memory_controls` stop at the largest value
+whose run fits under the memory limit for every setting (from the lab's estimate,
+:meth:`kscale_lab.labs.base.Lab.memory_estimate`, at the other controls' current values),
+and a note under the controls says so.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from . import error_html
 
 class Dashboard:
     lab_name = ""
+    #: sliders whose upper end is what fits under the memory limit (KSCALE_LAB_MEMORY_LIMIT_GIB)
+    memory_controls: tuple[str, ...] = ("nodes",)
 
     def __init__(self, **initial: Any):
         import ipywidgets as w
@@ -45,6 +52,9 @@ class Dashboard:
             self.controls[k].value = v
         self.summary = w.HTML()
         self.status = w.HTML()
+        self.memory_note = w.HTML()
+        self._ceilings: dict = {}
+        self._updating = False
         self.sources: dict = {}
         self.layout = self.make_figures()
         self.result = None
@@ -58,7 +68,7 @@ class Dashboard:
             c.observe(self._on_change, names="value")
         # controls and the figures' summary side by side on top, the plots below: the
         # 2x2 grid of plots (about 880 px) then fits a notebook next to JupyterLab's sidebar
-        left = w.VBox(list(self.controls.values()) + [self.status],
+        left = w.VBox(list(self.controls.values()) + [self.status, self.memory_note],
                       layout=w.Layout(width="410px", min_width="410px", flex="0 0 410px"))
         right = w.VBox([self.summary], layout=w.Layout(flex="1 1 auto", margin="0 0 0 16px"))
         self.widget = w.VBox([w.HBox([left, right], layout=w.Layout(align_items="flex-start")), self.plot])
@@ -134,7 +144,88 @@ class Dashboard:
 
     memo_size = 6
 
+    # -- memory: sliders stop at what fits ------------------------------------------------
+    def _overrides_with(self, name: str, value):
+        """The overrides the dashboard would run with if control ``name`` had ``value``
+        (read through a stand-in: the widget and its observers are not touched)."""
+        import types
+
+        real = self.controls[name]
+        self.controls[name] = types.SimpleNamespace(value=value, description=getattr(real, "description", name))
+        try:
+            return self.overrides()[1]
+        finally:
+            self.controls[name] = real
+
+    def _fits(self, name: str, value) -> bool:
+        return self._why_not(name, value) is None
+
+    def _why_not(self, name: str, value) -> str | None:
+        """None if a run with control ``name`` at ``value`` fits for every setting, else
+        "memory" or "range" (a parameter out of its range: the slider stops there too)."""
+        from ..errors import KscaleError
+
+        try:
+            return None if self.lab.fits(self._overrides_with(name, value)) else "memory"
+        except (KscaleError, ValueError):
+            return "range"
+
+    def fit_memory(self) -> None:
+        """Set each memory control's maximum to the largest value that fits (never above
+        the maximum the dashboard was built with), and say why under the controls."""
+        from ..memory import GIB, LIMIT_VARIABLE, memory_limit_bytes
+
+        notes, memory_cut = [], False
+        for name in self.memory_controls:
+            c = self.controls.get(name)
+            if c is None or not all(hasattr(c, a) for a in ("min", "max", "step")):
+                continue
+            ceiling = self._ceilings.setdefault(name, c.max)
+            lo, step = c.min, c.step
+            steps = int(round((ceiling - lo) / step))
+
+            def value(k):
+                return lo + k * step
+
+            if self._fits(name, ceiling):
+                top, why = ceiling, None
+            else:
+                why = self._why_not(name, lo)
+                if why is not None:             # even the smallest value does not run
+                    top = None
+                else:
+                    a, b = 0, steps             # value(a) fits, value(b) does not
+                    while b - a > 1:
+                        mid = (a + b) // 2
+                        if self._fits(name, value(mid)):
+                            a = mid
+                        else:
+                            b = mid
+                    top, why = value(a), self._why_not(name, value(b))
+            label = getattr(c, "description", name)
+            if why == "range":
+                notes.append(f"{label} stops at {top if top is not None else lo:,} (a parameter's range)")
+            elif why == "memory":
+                memory_cut = True
+                notes.append(f"even {label} = {lo:,} does not fit" if top is None else f"{label} stops at {top:,}")
+            new_max = ceiling if top is None else top
+            if c.max != new_max:
+                c.max = new_max
+        tail = (f": a larger run needs more than the {memory_limit_bytes() / GIB:.1f} GiB memory limit "
+                f"({LIMIT_VARIABLE} raises it)") if memory_cut else ""
+        self.memory_note.value = "" if not notes else f'<span style="color:#666">{"; ".join(notes)}{tail}</span>'
+
     def update(self) -> None:
+        if self._updating:      # a slider clamped by fit_memory: the update under way uses its value
+            return
+        self._updating = True
+        try:
+            self.fit_memory()
+            self._update()
+        finally:
+            self._updating = False
+
+    def _update(self) -> None:
         setting, overrides = self.overrides()
         t0 = time.perf_counter()
         try:

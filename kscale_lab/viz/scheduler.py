@@ -28,6 +28,7 @@ class SchedulerDashboard(Dashboard):
     """Predict, then toggle: the scheduling queue under a Deployment burst."""
 
     lab_name = "scheduler"
+    memory_controls = ("nodes", "burst_pods")
 
     def __init__(self, **initial):
         self._syncing = False
