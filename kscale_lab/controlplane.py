@@ -656,6 +656,26 @@ class ControlPlane:
         }
 
 
+def footprint(what: str, clients: int, slots: int, steps: int, streams: int):
+    """What a :class:`ControlPlane` run holds (a :class:`~kscale_lab.memory.Footprint`): per
+    client its class, connection, watch instance and six timers (10 x 8 B) and the tick's
+    temporaries over clients (masks, due lists, picks: ~6 x 8 B); per tick and slot the 12
+    records and the latency and request samples per stream; the re-list release schedule
+    (the run plus an hour); the result frames (per tick and slot, 16 columns) built at the end,
+    with pandas' copies while they are built."""
+    from .memory import Footprint
+
+    fp = Footprint(what)
+    fp.add("client arrays (class, connection, watch, timers)", clients, 10 * 8)
+    fp.add("tick temporaries over clients", clients, 6 * 8)
+    fp.add("per-instance records", steps * slots, 12 * 8)
+    fp.add("latency and request samples", steps * slots * streams, 2 * 8)
+    fp.add("re-list release schedule", steps + 3600, slots * 8)
+    fp.add("result frames", steps * slots, 16 * 8, since="result")
+    fp.add("frames being built (copies)", steps * slots, 32 * 8, phase="result")
+    return fp
+
+
 def imbalance(values: np.ndarray, state: np.ndarray) -> np.ndarray:
     """max / mean over the ready instances, per tick (nan when none is ready)."""
     ready = state == READY

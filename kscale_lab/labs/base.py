@@ -86,16 +86,6 @@ class Lab:
         if run is None or getattr(run, "_memory_guarded", False):
             return
 
-    def claims(self, results: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None,
-               only=None) -> dict:
-        """claim id -> lab value (computed by the model).
-
-        ``results``: runs of the default parameters to reuse (ignored with ``overrides``);
-        ``overrides``: parameter values applied to every run the claims make (the band of
-        :mod:`kscale_lab.claims`); ``only``: the claim ids the caller needs (None = all): a
-        lab computes at least those and may skip the runs only the others need."""
-        raise NotImplementedError
-
         sig = inspect.signature(run)
         names = list(sig.parameters)[1:3]      # (setting, overrides), whatever a lab calls them
 
@@ -132,6 +122,16 @@ class Lab:
         """True if a run of every setting (or ``settings``) fits under the limit."""
         limit = memory.memory_limit_bytes()
         return all(self.memory_estimate(s, overrides)[0] <= limit for s in (settings or self.settings))
+
+    def claims(self, results: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None,
+               only=None) -> dict:
+        """claim id -> lab value (computed by the model).
+
+        ``results``: runs of the default parameters to reuse (ignored with ``overrides``);
+        ``overrides``: parameter values applied to every run the claims make (the band of
+        :mod:`kscale_lab.claims`); ``only``: the claim ids the caller needs (None = all): a
+        lab computes at least those and may skip the runs only the others need."""
+        raise NotImplementedError
 
     @staticmethod
     def wanted(only, *claim_ids: str) -> bool:

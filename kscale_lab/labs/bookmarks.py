@@ -190,7 +190,7 @@ class _Writes:
             cache.add_events(self.pods)
             return cache
         if self.caches is None:
-            self.caches = _LRU(2)
+            self.caches = Memo(2)
         return self.caches.get_or(_frozen(wc), make)
 
 
