@@ -678,9 +678,12 @@ def footprint(what: str, clients: int, slots: int, steps: int, streams: int):
 
 def imbalance(values: np.ndarray, state: np.ndarray) -> np.ndarray:
     """max / mean over the ready instances, per tick (nan when none is ready)."""
+    import warnings
+
     ready = state == READY
     v = np.where(ready, values, np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(np.where(ready, values, np.nan), axis=1) if ready.any() else np.full(len(values), np.nan)
         mx = np.nanmax(np.where(ready, v, -np.inf), axis=1)
         out = mx / mean

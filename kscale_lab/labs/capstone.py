@@ -247,6 +247,13 @@ class CapstoneLab(Lab):
             self._cards[key] = pd.DataFrame(results).set_index("row")
         return self._cards[key].copy()
 
+    def report_sections(self, results) -> list:
+        """For ``kscale-lab report``: the scorecard (every row, the ablation included)."""
+        card = self.scorecard(progress=False)
+        cols = ["slos_broken", "breaks", "first_break", "chain"]
+        return [("Scorecard: the SLOs per row (all off / article / upstream, and each switch off alone)",
+                 card[cols].reset_index())]
+
     def claims(self, results: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None,
                only=None) -> dict:
         card = self.scorecard(overrides)
