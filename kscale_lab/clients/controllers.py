@@ -179,6 +179,7 @@ class Gap:
     new_was_warm: bool = False
     first_work_at: float = math.nan
     warmup_s: float = 0.0
+    list_apiserver_cpu_s: float = 0.0      # the LISTs the new leader waited for (a cold start)
 
 
 class ControllerFailover(Component):
@@ -341,6 +342,7 @@ class ControllerFailover(Component):
         gap = self._open_gap[rep.spec.name]
         if gap is not None and rep.warm is not None:
             gap.warmup_s = rep.warm.seconds
+            gap.list_apiserver_cpu_s = rep.warm.apiserver_cpu
         rep.role = LEADING
         self._log(self.env.now, rep)
         self._begin_work(rep, self.env.now + float(self.p["first_work_item_seconds"]))
@@ -662,11 +664,11 @@ class ControllerFailover(Component):
                          "released": g.released, "old_leader": g.old_leader, "new_leader": g.new_leader,
                          "new_was_warm": g.new_was_warm,
                          "lease_taken_s": g.acquired_at - g.stopped_at if math.isfinite(g.acquired_at) else math.inf,
-                         "warmup_s": g.warmup_s,
+                         "warmup_s": g.warmup_s, "list_apiserver_cpu_s": g.list_apiserver_cpu_s,
                          "interruption_s": first - g.stopped_at if math.isfinite(first) else math.inf,
                          "first_work_at": first})
         cols = ["component", "event", "stopped_at", "released", "old_leader", "new_leader", "new_was_warm",
-                "lease_taken_s", "warmup_s", "interruption_s", "first_work_at"]
+                "lease_taken_s", "warmup_s", "list_apiserver_cpu_s", "interruption_s", "first_work_at"]
         return pd.DataFrame(rows, columns=cols).sort_values("stopped_at", kind="stable").reset_index(drop=True)
 
     def timeline(self, until: float):

@@ -264,6 +264,7 @@ class Candidate:
         self.requests = {"get": 0, "update": 0, "create": 0}
         self.failed_requests = 0
         self._renew_phase = renew_phase
+        self.took_over_after = math.nan
         self.proc = env.process(self._run(start_delay))
 
     # -- what the process knows ------------------------------------------------------
@@ -352,6 +353,8 @@ class Candidate:
             self.observed_rv = rv
         if got.holder and self._lease_valid(now) and not self.is_leader:
             return False
+        if got.holder and not self.is_leader:
+            self.took_over_after = self.observed_time    # the (local) time it last saw the old holder's record
         # 4. take or renew it
         if self.is_leader:
             rec = LeaderElectionRecord(self.name, cfg.lease_duration, got.acquire_time, now, got.transitions)
@@ -460,6 +463,8 @@ class ElectionTrace:
     led: dict[str, list[list[float]]]
     writes: list[LeaseWrite]
     events: list[tuple[float, str, str]] = field(default_factory=list)
+    candidates: list = field(default_factory=list)
+    conflicts: int = 0
 
     def intervals(self, until: float) -> list[tuple[float, float, str]]:
         out = []
@@ -523,4 +528,4 @@ def run_election(cfg: ElectionConfig, n: int = 3, *, until: float = 120.0, laten
     for t, what, i in events:
         env.process(script(t, what, i))
     env.run(until=until)
-    return ElectionTrace({c.name: c.led for c in cands}, store.writes, trace_events)
+    return ElectionTrace({c.name: c.led for c in cands}, store.writes, trace_events, cands, store.conflicts)
