@@ -42,13 +42,15 @@ Defaults: 15 s / 10 s / 2 s (``component-base/config/v1alpha1/defaults.go``,
 Timing that follows, which the lab measures rather than assumes: after a crash a standby
 leads within ``leaseDuration + 2.2 x retryPeriod`` of its last observation (<= 19.4 s);
 after a release within one jittered retry (<= 4.4 s, about 1.6 s on average with one
-standby). Clock *offsets* do not matter at all (only local durations are compared); a
-clock *rate* difference does: the old leader acts for at most ``retryPeriod +
-renewDeadline`` after its last successful renewal, a standby waits ``leaseDuration``
-after it saw that renewal, so one leader at a time holds while the fastest clock runs at
-most ``leaseDuration / (renewDeadline + retryPeriod)`` times as fast as the slowest
-(:func:`max_safe_clock_skew`; client-go's comment says "approximately leaseDuration /
-renewDeadline", which is looser).
+standby). Clock *offsets* do not matter at all (only local durations are compared). What
+does matter: a leader cut off from the API servers keeps acting for up to ``retryPeriod +
+renewDeadline`` after its last successful renewal, while a standby may act ``leaseDuration``
+after it saw that renewal. So one leader at a time is guaranteed only when ``leaseDuration >
+renewDeadline + retryPeriod`` (15 > 12 with the defaults; client-go's validation does not ask
+for it) and while the fastest clock runs at most ``leaseDuration / (renewDeadline +
+retryPeriod)`` times as fast as the slowest (:func:`max_safe_clock_skew`: 1.25 with the
+defaults; client-go's comment says "approximately leaseDuration / renewDeadline", 1.5, which is
+looser).
 
 Candidates are the few: SimPy processes on the caller's environment. The requests go
 through a ``transport`` (the control-plane core's API servers in the hot-standby lab, a
@@ -116,7 +118,8 @@ def max_safe_clock_skew(lease_duration: float, renew_deadline: float, retry_peri
     """The largest clock-rate difference (fastest / slowest - 1) below which two leaders can
     never act at once, whatever the request latencies: a leader acts at most ``retryPeriod +
     renewDeadline`` (its clock) after its last successful renewal was written; a standby
-    acts no sooner than ``leaseDuration`` (its clock) after it read that renewal."""
+    acts no sooner than ``leaseDuration`` (its clock) after it read that renewal. Negative
+    when ``leaseDuration <= renewDeadline + retryPeriod``: then not even equal clocks are safe."""
     return lease_duration / (renew_deadline + retry_period) - 1.0
 
 
