@@ -157,6 +157,7 @@ class Replica:
     warm_until: float = math.nan
     warm: WarmUp | None = None
     instance: int = -1
+    list_charged: float = 0.0          # share of its LISTs' API-server work already charged
 
     @property
     def name(self) -> str:
@@ -356,7 +357,7 @@ class ControllerFailover(Component):
         spec = rep.spec
         wait = float(cp.inst.backlog[j] / cp.inst.cores[j])
         wu = warm_up(spec.resources, self.p, qps=spec.qps, burst=spec.burst, queue_wait=wait)
-        rep.warm, rep.instance = wu, j
+        rep.warm, rep.instance, rep.list_charged = wu, j, 0.0
         rep.warm_from, rep.warm_until = self.env.now, self.env.now + wu.seconds
         self.list_events.append({"time": self.env.now, "component": spec.name, "replica": rep.name,
                                  "instance": cp.inst.names[j], "objects": wu.objects, "bytes": wu.bytes,
@@ -591,25 +592,32 @@ class ControllerFailover(Component):
         return r, watches, wbytes, relist
 
     def _lists_now(self, t0: float):
+        """Warm-ups whose LISTs the API servers serve during [t0, t0 + dt), with the share of
+        each LIST's API-server work that falls in that tick."""
         dt = self.cp.dt
         for reps in self.replicas.values():
             for rep in reps:
                 wu = rep.warm
-                if wu is None or not (rep.warm_from <= t0 < rep.warm_from + max(wu.apiserver_hold_seconds, dt)):
+                if wu is None or rep.instance < 0:
                     continue
-                if rep.instance < 0:
+                hold = max(wu.apiserver_hold_seconds, 1e-9)
+                a, b = rep.warm_from, rep.warm_from + hold
+                if a >= t0 + dt or b <= t0 - dt:
                     continue
-                yield rep, wu
+                # what falls before t0 + dt and was not charged yet (a LIST that began between two
+                # ticks is charged from the next one)
+                share = max(0.0, min(1.0, (min(b, t0 + dt) - a) / hold) - rep.list_charged)
+                if share > 0 or a < t0 + dt <= b:
+                    rep.list_charged += share
+                    yield rep, wu, share
 
     def extra_cpu(self, cp, adm, t0: float):
         out = None
         i = cp._i
         tot_api = tot_etcd = tot_bytes = 0.0
-        for rep, wu in self._lists_now(t0):
-            hold = max(wu.apiserver_hold_seconds, cp.dt)
+        for rep, wu, share in self._lists_now(t0):
             if out is None:
                 out = np.zeros(cp.k)
-            share = min(cp.dt, rep.warm_from + hold - t0) / hold
             out[rep.instance] += wu.apiserver_cpu * share
             tot_api += wu.apiserver_cpu * share / cp.dt
             tot_etcd += wu.etcd_cpu * share / cp.dt
@@ -620,11 +628,17 @@ class ControllerFailover(Component):
         return out
 
     def memory(self, cp, adm, t0: float):
+        """The API server holds a LIST's response while it builds and sends it."""
         out = None
-        for rep, wu in self._lists_now(t0):
-            if out is None:
-                out = np.zeros(cp.k)
-            out[rep.instance] += wu.apiserver_memory
+        for reps in self.replicas.values():
+            for rep in reps:
+                wu = rep.warm
+                if wu is None or rep.instance < 0:
+                    continue
+                if rep.warm_from < t0 + cp.dt and rep.warm_from + wu.apiserver_hold_seconds > t0:
+                    if out is None:
+                        out = np.zeros(cp.k)
+                    out[rep.instance] += wu.apiserver_memory
         return out
 
     def after_tick(self, cp, t0: float, t1: float) -> None:

@@ -161,6 +161,7 @@ class HotStandbyLab(Lab):
         res.lists = _frame(comp.list_events)
         res.summary.update(self._summary(res, comp, cp, specs, p))
         res.summary["params"] = p
+        _remember(setting, p, res.summary)
         return res
 
     # -- what the run says ------------------------------------------------------------------
@@ -282,13 +283,18 @@ def _key(d: Mapping) -> tuple:
     return tuple(sorted((k, repr(v)) for k, v in d.items()))
 
 
+def _remember(setting: str, p: Mapping, summary: dict) -> None:
+    """Every run's summary, by its effective parameters (a dashboard's run serves the claims)."""
+    if len(_RUNS) > 64:
+        _RUNS.clear()
+    _RUNS[(setting, _key(p))] = dict(summary)   # a copy: callers may pop from theirs
+
+
 def _memo_run(lab: "HotStandbyLab", setting: str, overrides: Mapping) -> dict:
     """Runs for the claims, remembered per process (the band recomputes only what moves)."""
-    key = (setting, _key(overrides))
+    key = (setting, _key(lab.resolve(setting, overrides)))
     if key not in _RUNS:
-        if len(_RUNS) > 64:
-            _RUNS.clear()
-        _RUNS[key] = lab.run(setting, overrides).summary
+        lab.run(setting, overrides)
     return _RUNS[key]
 
 
@@ -348,3 +354,26 @@ def _frame(rows):
 
 
 LAB = HotStandbyLab()
+
+
+def guess_report(guess: Mapping[str, Any], results: Mapping[str, Any]) -> str:
+    """"You guessed X, the model says Y" for the notebook's predictions (``results``: runs by setting,
+    ``off`` and ``article``)."""
+    off, art = results["off"].summary, results["article"].summary
+    model = {
+        "upgrade_interruption_with_fix_s": (art["kcm_upgrade_interruption_max_s"], "{:.1f} s"),
+        "crash_interruption_with_fix_s": (art["kcm_crash_interruption_s"], "{:.1f} s"),
+        "crash_interruption_without_fix_s": (off["kcm_crash_interruption_s"], "{:.1f} s"),
+        "warm_standby_memory_gb": (art["kcm_standby_memory_bytes"] / 1e9, "{:.1f} GB"),
+    }
+    lines = []
+    for key, (value, form) in model.items():
+        g = (guess or {}).get(key)
+        if g is None:
+            said = "you did not guess"
+        else:
+            ratio = max(float(g), 1e-9) / max(value, 1e-9)
+            mark = "✓ within a factor of 2" if 0.5 <= ratio <= 2 else "✗ off by more than a factor of 2"
+            said = f"you guessed {form.format(float(g))} ({mark})"
+        lines.append(f"{key}: {said}; the model says {form.format(value)}")
+    return "\n".join(lines)
