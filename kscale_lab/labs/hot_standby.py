@@ -124,14 +124,16 @@ class HotStandbyLab(Lab):
                  p["clock_skew"])
 
     def memory_estimate(self, p: Mapping[str, Any]) -> int:
-        """Bytes the run holds: the core's per-client arrays and per-tick records, plus this lab's
-        per-tick series (14 columns) and its few processes."""
+        """Bytes the process holds at its peak: the interpreter with numpy, pandas and SimPy
+        (~80 MB) and the result frames of a few runs kept alive (a notebook, the claims:
+        measured ~150 MB for three settings at 10k nodes, ``benchmarks/bench_hot_standby.py``),
+        the core's per-client arrays and per-tick records, and this lab's per-tick series."""
         clients = int(p["nodes"]) * (2 if p["kube_proxy"] else 1) + 2 * int(p["controller_replicas"]) \
             + int(p["controllers_other"])
         steps = int(p["duration"] / p["tick"]) + 2
         slots = int(p["apiservers"]) + int(p["max_surge"])
         streams = 10
-        return clients * 16 * 8 + steps * slots * (12 + 2 * streams) * 8 + steps * 14 * 8 + 64 * 1024**2
+        return clients * 25 * 8 + 3 * (steps * slots * (12 + 2 * streams) * 8 + steps * 14 * 8) + 160 * 1024**2
 
     def run(self, setting: str, overrides: Mapping[str, Any] | None = None) -> ControlPlaneResult:
         p = self.resolve(setting, overrides)

@@ -31,8 +31,10 @@ GB = 1e9
 class HotStandbyDashboard(Dashboard):
     lab_name = "hot-standby"
 
-    def __init__(self, **initial):
+    def __init__(self, fixed: dict | None = None, **initial):
+        """``fixed``: parameters the controls do not set (a smaller cluster for a quick look)."""
         self._cache: dict = {}
+        self._fixed = dict(fixed or {})
         super().__init__(**initial)
 
     def update(self) -> None:
@@ -91,6 +93,7 @@ class HotStandbyDashboard(Dashboard):
     def overrides(self):
         c = self.controls
         return c["switch"].value, {
+            **self._fixed,
             "leader_elect_lease_duration": float(c["lease"].value),
             "leader_elect_renew_deadline": float(c["renew"].value),
             "leader_elect_retry_period": float(c["retry"].value),
