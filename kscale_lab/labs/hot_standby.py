@@ -110,6 +110,16 @@ def component_specs(setting: str, p: Mapping[str, Any]) -> list[ControllerSpec]:
     return [ControllerSpec(KCM, *warm[KCM], kcm_res, kq, kb), ControllerSpec(SCHED, *warm[SCHED], sched_res, sq, sb)]
 
 
+def make_component(setting: str, p: Mapping[str, Any], work, costs) -> ControllerFailover:
+    """The controllers of a setting as a :class:`~kscale_lab.controlplane.Component` for any run on
+    the core (this lab, the capstone): adds the leader-election streams and the standby replicas'
+    client classes to ``work`` (before the :class:`ControlPlane` is built), then the scripts
+    ``comp.rollout(...)`` / ``comp.crash(...)`` may be started once it is attached. ``p`` holds this
+    lab's parameters (``LAB.resolve(setting)`` gives them all)."""
+    layout = add_standby_classes(work, int(p["controller_replicas"]), float(p["lease_object_bytes"]), costs)
+    return ControllerFailover(dict(p), component_specs(setting, p), layout, seed=int(p["seed"]))
+
+
 class HotStandbyLab(Lab):
     name = "hot-standby"
     title = "Controller failover: leader election, hot standby and releasing the lease"
@@ -142,9 +152,8 @@ class HotStandbyLab(Lab):
         check_memory(self.memory_estimate(p), f"{p['nodes']:,} nodes, {p['duration']:g} s")
         costs = Costs.from_params({k: v for k, v in p.items() if k in COST_PARAMS})
         work = build_workload(p, costs, p["heartbeats_setting"])
-        layout = add_standby_classes(work, int(p["controller_replicas"]), float(p["lease_object_bytes"]), costs)
-        specs = component_specs(setting, p)
-        comp = ControllerFailover(p, specs, layout, seed=int(p["seed"]))
+        comp = make_component(setting, p, work, costs)
+        specs = list(comp.specs.values())
         cp = ControlPlane(p, work, Behaviour(), tick=p["tick"], duration=p["duration"], seed=p["seed"],
                           components=[comp])
         if p["upgrade_at"] < p["duration"]:
