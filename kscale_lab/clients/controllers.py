@@ -201,6 +201,7 @@ class ControllerFailover(Component):
         self._open_gap: dict[str, Gap | None] = {s.name: None for s in specs}
         self._working: dict[str, list[list[float]]] = {s.name: [] for s in specs}
         self._role_log: list[tuple] = []
+        self._last_role: dict = {}
         self._pending: dict[str, tuple[str, bool]] = {}
         self._applied: dict[int, tuple] = {}
         self._nbytes = {s.name: float(sum(r.nbytes for r in s.resources)) for s in specs}
@@ -245,6 +246,7 @@ class ControllerFailover(Component):
             store.create(0.0, lead.identity, LeaderElectionRecord(lead.identity, self.cfg[name].lease_duration,
                                                                   0.0, 0.0, 0))
             for rep in reps:
+                self._log(0.0, rep)
                 if rep.index:
                     rep.generation = 1
                 self._start_candidate(rep, delay=0.0 if rep.index == 0 else float(self.rng.random()) * rp,
@@ -473,6 +475,10 @@ class ControllerFailover(Component):
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _log(self, t: float, rep: Replica) -> None:
+        key = (rep.spec.name, rep.index)
+        if self._last_role.get(key) == rep.role:
+            return
+        self._last_role[key] = rep.role
         self._role_log.append((t, rep.spec.name, rep.index, rep.role))
 
     def _working_fraction(self, name: str, a: float, b: float) -> float:

@@ -79,6 +79,8 @@ PLAUSIBLE = {
     "kcm_kube_api_qps": (40.0, 400.0, "enough for 20 pods/s of creates and deletes, up to what large clusters set"),
     "scheduler_pods_per_s": (30.0, 300.0, "sig-scalability scheduler throughput at 5k nodes"),
     "pods_per_replicaset_change": (1.0, 20.0, "one pod per scale step to a larger rollout step"),
+    "first_work_item_seconds": (0.01, 1.0, "goroutines start in microseconds; a controller's first sync may "
+                                          "wait for a slow request"),
 }
 
 _DURATION = dataclasses.replace(SCENARIO_PARAMS["duration"], default=1800.0,

@@ -25,6 +25,7 @@ ROLE_LABELS = {"leading": "leading (working)", "leader (warming)": "leading, sti
                "standby": "standby", "warming": "listing before standing by", "starting": "starting",
                "down": "stopped"}
 SHOW = ("the whole run", "the upgrade", "the crash")
+REPLICAS = 3            # the dashboard shows the default three replicas of each component
 GB = 1e9
 
 
@@ -114,7 +115,8 @@ class HotStandbyDashboard(Dashboard):
     # -- figures ------------------------------------------------------------------------
     def make_figures(self):
         from bokeh.layouts import gridplot
-        from bokeh.models import BoxAnnotation, ColumnDataSource, LinearAxis, Range1d
+        from bokeh.models import (BoxAnnotation, ColumnDataSource, DataRange1d, Legend, LegendItem, LinearAxis,
+                                  Range1d)
         from bokeh.plotting import figure
 
         S = self.sources
@@ -122,23 +124,27 @@ class HotStandbyDashboard(Dashboard):
         S["series"] = ColumnDataSource(dict(t=[], pending=[], not_created=[], nodes=[], list_api=[], list_etcd=[],
                                             mem_standby=[], mem_all=[]))
         kw = dict(width=440, height=240, toolbar_location=None, x_axis_label="simulated minutes")
-        f1 = figure(title="who leads: each replica's role", y_range=Range1d(-0.5, 6.5), **kw)
+        rows = 2 * REPLICAS
+        f1 = figure(title="who leads: each replica's role", y_range=Range1d(-0.5, rows - 0.5),
+                    **dict(kw, height=300))
+        items = []
         for role, color in ROLE_COLORS.items():     # one legend entry per role, even when absent
-            f1.quad(left=[0], right=[0], bottom=[0], top=[0], color=color, legend_label=ROLE_LABELS[role])
+            g = f1.quad(left=[0], right=[0], bottom=[0], top=[0], color=color)
+            items.append(LegendItem(label=ROLE_LABELS[role], renderers=[g]))
         f1.quad("left", "right", "bottom", "top", source=S["roles"], fill_color="color", line_color=None)
-        f1.yaxis.ticker = list(range(6))
-        f1.legend.location = "top_left"
-        f1.legend.label_text_font_size = "7pt"
-        f1.legend.background_fill_alpha = 0.7
-        f1.legend.spacing = 0
-        f1.legend.padding = 2
+        f1.yaxis.ticker = list(range(rows))
+        f1.yaxis.major_label_overrides = {k: v for k, v in enumerate(
+            [f"kcm-{r}" for r in range(REPLICAS)] + [f"sched-{r}" for r in range(REPLICAS)])}
+        f1.add_layout(Legend(items=items, ncols=3, label_text_font_size="7pt", spacing=0, padding=2, margin=2),
+                      "below")
         f2 = figure(title="work waiting", y_axis_label="pods", **kw)
-        f2.line("t", "pending", source=S["series"], color="#0072B2", line_width=2,
-                legend_label="pods waiting to be scheduled")
-        f2.line("t", "not_created", source=S["series"], color="#D55E00", line_width=2, line_dash="dashed",
-                legend_label="pods not yet created (ReplicaSets behind)")
-        f2.extra_y_ranges = {"nodes": Range1d(0, 1)}
-        f2.add_layout(LinearAxis(y_range_name="nodes", axis_label="nodes"), "right")
+        pods = [f2.line("t", "pending", source=S["series"], color="#0072B2", line_width=2,
+                        legend_label="pods waiting to be scheduled"),
+                f2.line("t", "not_created", source=S["series"], color="#D55E00", line_width=2, line_dash="dashed",
+                        legend_label="pods not yet created (ReplicaSets behind)")]
+        f2.y_range = DataRange1d(renderers=pods, start=0)
+        f2.extra_y_ranges = {"nodes": Range1d(0, 1.05)}
+        f2.add_layout(LinearAxis(y_range_name="nodes", axis_label="share of nodes"), "right")
         f2.line("t", "nodes", source=S["series"], y_range_name="nodes", color="#999999", line_width=2,
                 line_dash="dotted", legend_label="nodes not health-checked (right)")
         f2.legend.location = "top_right"
@@ -166,7 +172,7 @@ class HotStandbyDashboard(Dashboard):
                 f.add_layout(b)
                 pair.append(b)
             self.boxes.append(pair)
-        for f in (f2, f3, f4):
+        for f in (f3, f4):
             f.y_range.start = 0
         for f in self.figures[1:]:
             f.x_range = f1.x_range
@@ -177,30 +183,17 @@ class HotStandbyDashboard(Dashboard):
         s = result.series
         t = s["time"].to_numpy() / 60.0
         tl = result.timeline
-        reps = int(p["controller_replicas"])
-        rows = {}
-        labels = {}
-        for k, name in enumerate(("kube-controller-manager", "kube-scheduler")):
-            short = "kcm" if k == 0 else "scheduler"
-            for r in range(reps):
-                y = k * reps + r
-                rows[(name, r)] = y
-                labels[y] = f"{short}-{r}"
-        tl = tl[tl.end > tl.start]
-        y = np.array([rows[(c, r)] for c, r in zip(tl.component, tl.replica)], dtype=float)
+        tl = tl[(tl.end > tl.start) & (tl.replica < REPLICAS)]
+        y = np.where(tl.component.to_numpy() == "kube-controller-manager", 0, REPLICAS) + tl.replica.to_numpy()
+        y = y.astype(float)
         self.sources["roles"].data = dict(left=(tl.start / 60.0).to_numpy(), right=(tl.end / 60.0).to_numpy(),
                                           bottom=y - 0.4, top=y + 0.4,
                                           color=[ROLE_COLORS[r] for r in tl.role], role=list(tl.role))
-        f1 = self.figures[0]
-        f1.y_range.start, f1.y_range.end = -0.5, 2 * reps - 0.5 + 2.2
-        f1.yaxis.ticker = list(range(2 * reps))
-        f1.yaxis.major_label_overrides = {k: v for k, v in labels.items()}
         self.sources["series"].data = dict(
             t=t, pending=s["scheduler_pending_pods"].to_numpy(), not_created=s["pods_not_created"].to_numpy(),
-            nodes=s["nodes_not_health_checked"].to_numpy(), list_api=s["list_apiserver_cores"].to_numpy(),
+            nodes=s["nodes_not_health_checked"].to_numpy() / float(p["nodes"]), list_api=s["list_apiserver_cores"].to_numpy(),
             list_etcd=s["list_etcd_cores"].to_numpy(), mem_standby=s["standby_memory_bytes"].to_numpy() / GB,
             mem_all=s["controller_memory_bytes"].to_numpy() / GB)
-        self.figures[1].extra_y_ranges["nodes"].end = float(p["nodes"]) * 1.05
         ev = result.events
         self._spans = {}
         for name in ("upgrade", "crash"):
