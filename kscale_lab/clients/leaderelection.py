@@ -34,7 +34,10 @@ This module is that algorithm, as ``k8s.io/client-go/tools/leaderelection`` runs
   kube-controller-manager exit). Requests still in flight at the deadline are cancelled
   on the client, but a write the server already took still lands.
 * ``release`` (``ReleaseOnCancel``, when the run context is cancelled): UPDATE the Lease to
-  an empty holder with ``leaseDurationSeconds: 1``; an empty holder may be taken at once.
+  an empty holder with ``leaseDurationSeconds: 1``; an empty holder may be taken at once. A
+  release can lose a race with the leader's own renewal still in flight when the context was
+  cancelled (that renewal lands, the release carries the older resourceVersion and gets 409
+  Conflict): then the standbys wait for the lease to expire, as without the release.
 
 Defaults: 15 s / 10 s / 2 s (``component-base/config/v1alpha1/defaults.go``,
 ``RecommendedDefaultLeaderElectionConfiguration``).
@@ -268,6 +271,7 @@ class Candidate:
         self.failed_requests = 0
         self._renew_phase = renew_phase
         self.took_over_after = math.nan
+        self._cancelled = self._crashed = False
         self.proc = env.process(self._run(start_delay))
 
     # -- what the process knows ------------------------------------------------------
@@ -413,7 +417,10 @@ class Candidate:
             was = self.leading
             self._stop_leading(reason)
             if reason == "cancel" and cfg.release_on_cancel and was:   # renew() returned: release()
-                yield from self._release()
+                try:
+                    yield from self._release()
+                except simpy.Interrupt:                # killed while it was releasing
+                    self.stop_reason = "crash"
             self.alive = False
 
     def _release(self):
@@ -444,13 +451,16 @@ class Candidate:
 
     # -- what the owner does to the process ------------------------------------------
     def cancel(self) -> None:
-        """SIGTERM: the run context is cancelled (release follows if configured)."""
-        if self.alive and self.proc.is_alive:
+        """SIGTERM: the run context is cancelled (release follows if configured). A second
+        SIGTERM changes nothing."""
+        if self.alive and self.proc.is_alive and not self._cancelled:
+            self._cancelled = True
             self.proc.interrupt("cancel")
 
     def crash(self) -> None:
-        """SIGKILL / OOM: the process is gone at once, nothing is released."""
-        if self.alive and self.proc.is_alive:
+        """SIGKILL / OOM: the process is gone at once, nothing (more) is released."""
+        if self.alive and self.proc.is_alive and not self._crashed:
+            self._crashed = True
             self.proc.interrupt("crash")
 
 
