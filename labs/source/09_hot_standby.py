@@ -272,7 +272,7 @@ check_safe_skew(safe_skew)
 #
 # ## Check your understanding
 # 1. Why does a standby compare against the time *it* saw the record change, not the record's `renewTime`?
-# 2. Why is the crash failover between about 11 and 24 s, not exactly 15 s?
+# 2. Why is the crash failover between about 13 and 24 s, not exactly 15 s?
 # 3. With warm standbys, why is the LIST load on the API servers after a crash not zero?
 # 4. What happens to pods waiting to be scheduled when kube-controller-manager and kube-scheduler crash
 #    together, and why do fewer pods wait than when only the scheduler crashes?
