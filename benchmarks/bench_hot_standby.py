@@ -61,7 +61,7 @@ def dashboard(n: int) -> tuple[list[float], list[float]]:
 def peak_memory_child() -> tuple[float, float]:
     code = ("from kscale_lab.labs.hot_standby import LAB\n"
             "[LAB.run(s) for s in LAB.settings]\n"
-            "est = LAB.memory_estimate(LAB.resolve('off'))\n"
+            "est = LAB.memory_estimate('off')[0]\n"
             "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, est)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     rss_kib, est = out.stdout.strip().splitlines()[-1].split()

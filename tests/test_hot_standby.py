@@ -10,7 +10,7 @@ from kscale_lab.cli import main
 from kscale_lab.clients.informers import (INFORMER_PARAMS, controller_manager_resources, scheduler_resources,
                                           warm_up)
 from kscale_lab.errors import ParameterError
-from kscale_lab.labs.hot_standby import LAB, guess_report
+from kscale_lab.labs.hot_standby import LAB
 
 SMALL = {"nodes": 1000, "duration": 700.0, "upgrade_at": 60.0, "crash_at": 450.0}
 RP, LD = 2.0, 15.0
@@ -188,11 +188,6 @@ def test_claims_are_computed_and_move_with_their_causes():
     assert big["upgrade_interruption_off_s"] > base["upgrade_interruption_off_s"]
 
 
-def test_guess_report_says_guess_and_model(runs):
-    text = guess_report({"crash_interruption_with_fix_s": 15.0}, runs)
-    assert "you guessed 15.0 s" in text and "you did not guess" in text and "the model says" in text
-
-
 def test_dashboard_toggles_and_zooms():
     from kscale_lab.viz.hot_standby import HotStandbyDashboard
 
@@ -209,7 +204,7 @@ def test_dashboard_toggles_and_zooms():
     assert "must be less than" in d.status.value and d.result.setting == "article"
     d.controls["lease"].value = 15.0
     d.controls["switch"].value = "off"
-    assert "shown again" in d.status.value and seconds > 0
+    assert d.result.setting == "off" and seconds > 0
 
 
 def test_exercise_checkers_accept_the_rule_and_refuse_the_usual_mistakes():
@@ -240,3 +235,7 @@ def test_exercise_checkers_accept_the_rule_and_refuse_the_usual_mistakes():
         v = check_safe_skew(wrong)
         assert v.status == "not yet right" and "0.25" not in v.detail
     assert hint(2, 1) != hint(2, 3)
+    from kscale_lab.clients.leaderelection import crash_failover_bound, max_safe_clock_skew
+    alias = max_safe_clock_skew
+    assert "lab's own answer" in check_safe_skew(lambda ld, rd, rp: alias(ld, rd, rp)).detail
+    assert "lab's own answer" in check_worst_takeover(lambda ld, rd, rp: crash_failover_bound(ld, rp) + 2.2 * rp).detail

@@ -67,7 +67,8 @@ CONTROLLER_PARAMS = ParamSet([
           "which cannot carry 20 pods/s of creates and deletes; each controller's client has its own token "
           "bucket (the ReplicaSet controller's carries the pod creates and deletes)",
           "requests per second one kube-controller-manager client may send (its token bucket's rate)",
-          lo=0.1, hi=100_000, flag="--kube-api-qps"),
+          lo=0.1, hi=100_000, flag="--kube-api-qps",
+          plausible=(40.0, 400.0), plausible_source="enough for 20 pods/s of creates and deletes, up to what large clusters set"),
     Param("kcm_kube_api_burst", 100, "requests",
           "assumption: raised with --kube-api-qps (default 30)", "the token bucket's size", lo=1, hi=1_000_000,
           kind=int, flag="--kube-api-burst"),
@@ -78,10 +79,12 @@ CONTROLLER_PARAMS = ParamSet([
     Param("scheduler_pods_per_s", 100.0, "pods/s",
           "assumption: kube-scheduler places on the order of a hundred pods per second at 5-10k nodes "
           "(sig-scalability's scheduler throughput tests report tens to a few hundred)",
-          "pods kube-scheduler can schedule per second when it has a backlog", lo=0.1, hi=100_000),
+          "pods kube-scheduler can schedule per second when it has a backlog", lo=0.1, hi=100_000,
+          plausible=(30.0, 300.0), plausible_source="sig-scalability's scheduler throughput at 5k nodes: tens to a few hundred pods/s"),
     Param("pods_per_replicaset_change", 5.0, "pods",
           "assumption: a Deployment scale or rollout step changes a few pods of one ReplicaSet",
-          "pods created (and as many deleted) per ReplicaSet change", lo=1, hi=100_000),
+          "pods created (and as many deleted) per ReplicaSet change", lo=1, hi=100_000,
+          plausible=(1.0, 20.0), plausible_source="one pod per scale step, up to a large rollout step"),
     Param("kcm_release_on_exit", False, "1",
           "KEP-5366 graceful leader transition: kube-controller-manager's feature gate "
           "ControllerManagerReleaseLeaderElectionLockOnExit (alpha, default off, v1.36; kubernetes/website "

@@ -55,7 +55,8 @@ INFORMER_PARAMS = ParamSet([
           "controller's event handler (about ten for a Pod in kube-controller-manager), each a workqueue add: "
           "a few tens of microseconds",
           "client CPU per listed object beyond decoding its bytes (DeltaFIFO, indexer, event handlers)",
-          lo=0.0, hi=0.01),
+          lo=0.0, hi=0.01,
+          plausible=(5e-6, 100e-6), plausible_source="a Go allocation, a DeltaFIFO push and pop, an indexer insert and a handful of event handlers cost microseconds each"),
     Param("informer_list_source", "watch-cache", "1",
           "client-go reflector.go relistResourceVersion: the first LIST asks resourceVersion=0 'to allow it to "
           "be served from the watch cache'; 'etcd' is the path of a consistent LIST while cached reads are off "
@@ -66,20 +67,24 @@ INFORMER_PARAMS = ParamSet([
     Param("controller_cores", 8.0, "cores",
           "assumption: kube-controller-manager and kube-scheduler share a 32-core master with kube-apiserver "
           "and etcd; their informers' decoding gets a quarter of it",
-          "CPU cores a controller process can use to decode and index what it lists", lo=0.1, hi=1024),
+          "CPU cores a controller process can use to decode and index what it lists", lo=0.1, hi=1024,
+          plausible=(2.0, 32.0), plausible_source="from a small share of the master to all of it"),
     Param("kcm_resource_types", 40, "types",
           "assumption: kube-controller-manager's typed informers and the garbage collector's metadata "
           "informers cover every built-in resource type (about 40-60 in a cluster without many CRDs)",
           "resource types kube-controller-manager lists (the objects that are not Pods, Nodes or Leases "
-          "are spread evenly over them)", lo=1, hi=10_000, kind=int),
+          "are spread evenly over them)", lo=1, hi=10_000, kind=int,
+          plausible=(20, 80), plausible_source="built-in types alone, up to built-in types plus a few dozen CRDs"),
     Param("controller_start_seconds", 2.0, "s",
           "assumption: binary start, configuration, TLS client setup and API discovery before the first LIST",
           "from process start (or, cold, from winning the lease) until the informers start listing",
-          lo=0.0, hi=3600),
+          lo=0.0, hi=3600,
+          plausible=(0.5, 10.0), plausible_source="a Go binary starts in well under a second; discovery and TLS add some"),
     Param("first_work_item_seconds", 0.1, "s",
           "assumption: once the caches are synced the controllers' workers start and pop their first item "
           "within a fraction of a second",
-          "from 'ready to work' to the first work item processed", lo=0.0, hi=600),
+          "from 'ready to work' to the first work item processed", lo=0.0, hi=600,
+          plausible=(0.01, 1.0), plausible_source="goroutines start in microseconds; a controller's first sync may wait for a slow request"),
 ])
 
 

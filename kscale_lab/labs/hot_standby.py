@@ -48,7 +48,7 @@ from ..controlplane import CONTROLPLANE_PARAMS, Behaviour, ControlPlane, Control
 from ..costs import COST_PARAMS, Costs
 from ..errors import ParameterError
 from ..params import Param, ParamSet
-from ..scenario import SCENARIO_PARAMS, Scenario, check_memory
+from ..scenario import SCENARIO_PARAMS, Scenario
 from .base import Lab
 from .heartbeats import HEARTBEAT_PARAMS
 
@@ -68,20 +68,6 @@ HS_LAB_PARAMS = ParamSet([
           "independent handovers simulated for the claims' means and worst cases (at the run's latency)",
           lo=10, hi=100_000, kind=int),
 ])
-
-#: plausible ranges of the assumption parameters (to become Param(plausible=...) with the claims form)
-PLAUSIBLE = {
-    "informer_object_cpu": (5e-6, 100e-6, "a Go allocation, a DeltaFIFO push and pop, an indexer insert and a "
-                                           "handful of event handlers cost microseconds each"),
-    "controller_cores": (2.0, 32.0, "from a small share of the master to all of it"),
-    "kcm_resource_types": (20, 80, "built-in types plus a few CRDs"),
-    "controller_start_seconds": (0.5, 10.0, "a Go binary starts in well under a second; discovery and TLS add some"),
-    "kcm_kube_api_qps": (40.0, 400.0, "enough for 20 pods/s of creates and deletes, up to what large clusters set"),
-    "scheduler_pods_per_s": (30.0, 300.0, "sig-scalability scheduler throughput at 5k nodes"),
-    "pods_per_replicaset_change": (1.0, 20.0, "one pod per scale step to a larger rollout step"),
-    "first_work_item_seconds": (0.01, 1.0, "goroutines start in microseconds; a controller's first sync may "
-                                          "wait for a slow request"),
-}
 
 _DURATION = dataclasses.replace(SCENARIO_PARAMS["duration"], default=1800.0,
                                 source="issue: 30 simulated minutes hold an upgrade of the control plane, a crash "
@@ -135,23 +121,28 @@ class HotStandbyLab(Lab):
         validate(p["leader_elect_lease_duration"], p["leader_elect_renew_deadline"], p["leader_elect_retry_period"],
                  p["clock_skew"])
 
-    def memory_estimate(self, p: Mapping[str, Any]) -> int:
-        """Bytes the process holds at its peak: the interpreter with numpy, pandas and SimPy
-        (~80 MB) and the result frames of a few runs kept alive (a notebook, the claims:
-        measured ~150 MB for three settings at 10k nodes, ``benchmarks/bench_hot_standby.py``),
-        the core's per-client arrays and per-tick records, and this lab's per-tick series."""
-        clients = int(p["nodes"]) * (2 if p["kube_proxy"] else 1) + 2 * int(p["controller_replicas"]) \
-            + int(p["controllers_other"])
-        steps = int(p["duration"] / p["tick"]) + 2
+    def memory_footprint(self, setting: str, p: Mapping[str, Any]):
+        """What a run holds: the control-plane core's arrays (:func:`kscale_lab.controlplane.footprint`)
+        with two more streams and one client per standby replica, and this lab's per-tick series
+        (14 columns, copied into the result frame at the end). The few (candidates, their lease
+        records: one write per renewal, ~1 per 2 s per component) are counted at their bound."""
+        from ..controlplane import footprint
+
+        steps = int(round(p["duration"] / p["tick"])) + 2
+        reps = int(p["controller_replicas"])
+        clients = int(p["nodes"]) * (2 if p["kube_proxy"] else 1) + 2 * reps + int(p["controllers_other"])
         slots = int(p["apiservers"]) + int(p["max_surge"])
-        streams = 10
-        return clients * 25 * 8 + 3 * (steps * slots * (12 + 2 * streams) * 8 + steps * 14 * 8) + 160 * 1024**2
+        fp = footprint(f"hot-standby, {int(p['nodes']):,} nodes", clients, slots, steps, 10)
+        fp.add("controller series (14 per tick)", steps, 14 * 8)
+        fp.add("controller series in the result frame", steps, 14 * 8, since="result")
+        writes = 2 * p["duration"] / max(float(p["leader_elect_retry_period"]), 1e-3) + 100 * reps
+        fp.add("lease writes (record + bookkeeping)", int(writes), 400)
+        return fp
 
     def run(self, setting: str, overrides: Mapping[str, Any] | None = None) -> ControlPlaneResult:
         p = self.resolve(setting, overrides)
         self.check(p)
         Scenario.from_params({k: p[k] for k in SCENARIO_PARAMS.defaults()})
-        check_memory(self.memory_estimate(p), f"{p['nodes']:,} nodes, {p['duration']:g} s")
         costs = Costs.from_params({k: v for k, v in p.items() if k in COST_PARAMS})
         work = build_workload(p, costs, p["heartbeats_setting"])
         comp = make_component(setting, p, work, costs)
@@ -367,26 +358,3 @@ def _frame(rows):
 
 
 LAB = HotStandbyLab()
-
-
-def guess_report(guess: Mapping[str, Any], results: Mapping[str, Any]) -> str:
-    """"You guessed X, the model says Y" for the notebook's predictions (``results``: runs by setting,
-    ``off`` and ``article``)."""
-    off, art = results["off"].summary, results["article"].summary
-    model = {
-        "upgrade_interruption_with_fix_s": (art["kcm_upgrade_interruption_max_s"], "{:.1f} s"),
-        "crash_interruption_with_fix_s": (art["kcm_crash_interruption_s"], "{:.1f} s"),
-        "crash_interruption_without_fix_s": (off["kcm_crash_interruption_s"], "{:.1f} s"),
-        "warm_standby_memory_gb": (art["kcm_standby_memory_bytes"] / 1e9, "{:.1f} GB"),
-    }
-    lines = []
-    for key, (value, form) in model.items():
-        g = (guess or {}).get(key)
-        if g is None:
-            said = "you did not guess"
-        else:
-            ratio = max(float(g), 1e-9) / max(value, 1e-9)
-            mark = "✓ within a factor of 2" if 0.5 <= ratio <= 2 else "✗ off by more than a factor of 2"
-            said = f"you guessed {form.format(float(g))} ({mark})"
-        lines.append(f"{key}: {said}; the model says {form.format(value)}")
-    return "\n".join(lines)

@@ -15,12 +15,13 @@ import math
 
 import numpy as np
 
-from . import SETTING_LABELS, fmt
+from . import NEUTRAL, OKABE_ITO, REFERENCE, SETTING_LABELS, fmt
 from .dashboard import Dashboard
 
 #: one colour per role (Okabe-Ito, colour-blind safe)
-ROLE_COLORS = {"leading": "#0072B2", "leader (warming)": "#D55E00", "standby": "#56B4E9", "warming": "#E69F00",
-               "starting": "#F0E442", "down": "#999999"}
+ROLE_COLORS = {"leading": OKABE_ITO["blue"], "leader (warming)": OKABE_ITO["vermillion"],
+               "standby": OKABE_ITO["sky_blue"], "warming": OKABE_ITO["orange"], "starting": OKABE_ITO["yellow"],
+               "down": NEUTRAL}
 ROLE_LABELS = {"leading": "leading (working)", "leader (warming)": "leading, still listing",
                "standby": "standby", "warming": "listing before standing by", "starting": "starting",
                "down": "stopped"}
@@ -31,32 +32,12 @@ GB = 1e9
 
 class HotStandbyDashboard(Dashboard):
     lab_name = "hot-standby"
+    memory_controls = ()       # no size slider changes what a run holds by much (see memory_footprint)
 
     def __init__(self, fixed: dict | None = None, **initial):
         """``fixed``: parameters the controls do not set (a smaller cluster for a quick look)."""
-        self._cache: dict = {}
         self._fixed = dict(fixed or {})
         super().__init__(**initial)
-
-    def update(self) -> None:
-        """Rerun the model, or show a run this dashboard already made for the same controls."""
-        import time
-
-        setting, overrides = self.overrides()
-        key = (setting, tuple(sorted(overrides.items())))
-        if key in self._cache:
-            t0 = time.perf_counter()
-            self.result = self._cache[key]
-            self.fill(self.result)
-            self.seconds = time.perf_counter() - t0
-            self.status.value = f'<span style="color:#666">{setting}: shown again in {self.seconds:.2f} s</span>'
-            return
-        before = self.result
-        super().update()
-        if self.result is not None and self.result is not before:
-            if len(self._cache) >= 12:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = self.result
 
     def make_controls(self) -> dict:
         import ipywidgets as w
@@ -138,27 +119,27 @@ class HotStandbyDashboard(Dashboard):
         f1.add_layout(Legend(items=items, ncols=3, label_text_font_size="7pt", spacing=0, padding=2, margin=2),
                       "below")
         f2 = figure(title="work waiting", y_axis_label="pods", **kw)
-        pods = [f2.line("t", "pending", source=S["series"], color="#0072B2", line_width=2,
+        pods = [f2.line("t", "pending", source=S["series"], color=OKABE_ITO["blue"], line_width=2,
                         legend_label="pods waiting to be scheduled"),
-                f2.line("t", "not_created", source=S["series"], color="#D55E00", line_width=2, line_dash="dashed",
+                f2.line("t", "not_created", source=S["series"], color=OKABE_ITO["vermillion"], line_width=2, line_dash="dashed",
                         legend_label="pods not yet created (ReplicaSets behind)")]
         f2.y_range = DataRange1d(renderers=pods, start=0)
         f2.extra_y_ranges = {"nodes": Range1d(0, 1.05)}
         f2.add_layout(LinearAxis(y_range_name="nodes", axis_label="share of nodes"), "right")
-        f2.line("t", "nodes", source=S["series"], y_range_name="nodes", color="#999999", line_width=2,
+        f2.line("t", "nodes", source=S["series"], y_range_name="nodes", color=NEUTRAL, line_width=2,
                 line_dash="dotted", legend_label="nodes not health-checked (right)")
         f2.legend.location = "top_right"
         f2.legend.label_text_font_size = "8pt"
         f2.legend.background_fill_alpha = 0.6
         f3 = figure(title="warm-up LISTs: load on the API servers and etcd", y_axis_label="cores", **kw)
-        f3.line("t", "list_api", source=S["series"], color="#E69F00", line_width=2, legend_label="API servers")
-        f3.line("t", "list_etcd", source=S["series"], color="#009E73", line_width=2, line_dash="dashed",
+        f3.line("t", "list_api", source=S["series"], color=OKABE_ITO["orange"], line_width=2, legend_label="API servers")
+        f3.line("t", "list_etcd", source=S["series"], color=OKABE_ITO["bluish_green"], line_width=2, line_dash="dashed",
                 legend_label="etcd")
         f3.legend.location = "top_right"
         f3.legend.label_text_font_size = "8pt"
         f4 = figure(title="controllers' informer caches in memory", y_axis_label="GB", **kw)
-        f4.line("t", "mem_all", source=S["series"], color="#0072B2", line_width=2, legend_label="all 6 replicas")
-        f4.line("t", "mem_standby", source=S["series"], color="#56B4E9", line_width=2, line_dash="dashed",
+        f4.line("t", "mem_all", source=S["series"], color=OKABE_ITO["blue"], line_width=2, legend_label="all 6 replicas")
+        f4.line("t", "mem_standby", source=S["series"], color=OKABE_ITO["sky_blue"], line_width=2, line_dash="dashed",
                 legend_label="the standbys (the price of warm ones)")
         f4.legend.location = "bottom_right"
         f4.legend.label_text_font_size = "8pt"
@@ -168,7 +149,7 @@ class HotStandbyDashboard(Dashboard):
         for f in self.figures:
             pair = []
             for _ in range(2):
-                b = BoxAnnotation(left=0, right=0, fill_alpha=0.10, fill_color="#777777")
+                b = BoxAnnotation(left=0, right=0, fill_alpha=0.10, fill_color=REFERENCE)
                 f.add_layout(b)
                 pair.append(b)
             self.boxes.append(pair)
@@ -237,9 +218,9 @@ def summary_html(result) -> str:
         rows.append(_row("its warm-up (LIST + decode)", _s(sm[f"{short}_warmup_s"]),
                          f"{sm[f'{short}_informer_objects']:,} objects"))
         rows.append(_row("memory of one standby", fmt(sm[f"{short}_standby_memory_bytes"] / GB), "GB"))
-    skew = sm["max_safe_clock_skew"]
+    margin = sm["max_safe_clock_skew"] >= 0
     rows.append(_row("two leaders at once", _s(sm["two_leaders_s"]),
-                     f"safe clock skew {skew:.0%}" if skew >= 0 else "<b>no skew is safe</b> (lease &le; deadline + retry)"))
+                     "" if margin else "<b>no margin</b>: a cut-off leader may outlast the lease"))
     body = "".join(rows)
     return (f"<div style='font-size:13px'><b>{SETTING_LABELS[result.setting]}</b>, {p['nodes']:,} nodes, "
             f"{p['objects']:,} objects, lease {p['leader_elect_lease_duration']:g} / "
