@@ -490,6 +490,8 @@ class ControlPlane:
         self.rej = rej
         adm = A - A * rej if rej is not self._zeros_ks else A
         rejected = A.sum(axis=1) - adm.sum(axis=1)
+        self._rejected_total += float(rejected.sum()) * dt
+        self._requests_total += float(A.sum()) * dt
         demand = (adm @ self.cpu_s + rejected * w.reject_cpu + w.ingest_cpu_per_s) * dt + fan_cpu + self._extra_cpu
         for comp in comps:
             x = comp.extra_cpu(self, adm, t0)

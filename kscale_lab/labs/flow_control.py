@@ -382,3 +382,28 @@ def _share(ok: np.ndarray, fail: np.ndarray) -> float:
 
 
 LAB = FlowControlLab()
+
+
+def guess_report(guess: Mapping[str, Any], results: Mapping[str, FlowControlResult]) -> str:
+    """"You guessed X, the model says Y" for the notebook's predictions (``results``: setting -> run
+    with both incidents)."""
+    off, up = results["off"].summary, results["upstream"].summary
+    model = {
+        "restart_crashes_off": (off.get("restart_crashes", 0) > 0, "yes/no"),
+        "etcd_gb_per_s_during_fill_off": (off.get("restart_etcd_bytes_read_peak_per_s", 0.0) / 1e9, "{:.2f} GB/s"),
+        "lease_success_ds_upstream": (up.get("ds_lease_success_share", math.nan), "{:.1%}"),
+    }
+    lines = []
+    for key, (value, form) in model.items():
+        g = (guess or {}).get(key)
+        if form == "yes/no":
+            said = "you did not guess" if g is None else f"you guessed {'yes' if g else 'no'}"
+            shown = "yes" if value else "no"
+            mark = "" if g is None else (" ✓ right" if bool(g) == bool(value) else " ✗ not so")
+        else:
+            said = "you did not guess" if g is None else "you guessed " + form.format(float(g))
+            shown = form.format(value)
+            ok = g is not None and value and 0.5 <= float(g) / value <= 2.0
+            mark = "" if g is None else (" ✓ within a factor of 2" if ok else " ✗ more than a factor of 2 off")
+        lines.append(f"{key}: {said}; the model says {shown}{mark}")
+    return "\n".join(lines)
