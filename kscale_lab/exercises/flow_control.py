@@ -43,13 +43,28 @@ def hint(exercise: int, level: int = 1) -> str:
 
 
 def _calls_model(exercise: str, fn) -> Verdict | None:
-    code = getattr(fn, "__code__", None)
-    names = set(code.co_names) if code is not None else set()
-    if code is not None:
-        for const in code.co_consts:          # nested functions
+    """Refuse a function that reaches the model's own answer (by name, global or closure)."""
+    forbidden = set(_FORBIDDEN[exercise])
+    names: set = set()
+
+    def walk(code):
+        names.update(code.co_names)
+        names.update(code.co_freevars)
+        for const in code.co_consts:
             if hasattr(const, "co_names"):
-                names |= set(const.co_names)
-    bad = names & set(_FORBIDDEN[exercise])
+                walk(const)
+
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        walk(code)
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            obj = cell.cell_contents
+        except ValueError:
+            continue
+        if getattr(obj, "__name__", "") in forbidden and getattr(obj, "__module__", "").startswith("kscale_lab"):
+            names.add(obj.__name__)
+    bad = names & forbidden
     if bad:
         return verdict(exercise, "not yet right", f"Your function calls the model's {sorted(bad)[0]}: write the "
                                                   f"algorithm yourself.")

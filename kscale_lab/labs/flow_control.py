@@ -170,15 +170,17 @@ class FlowControlLab(Lab):
     def memory_estimate(self, p: Mapping[str, Any]) -> int:
         """Bytes the run holds: per-client arrays (~16 columns of 8 B; kubelets, kube-proxies and the
         DaemonSet's pods), the core's per-tick records (12 series and 2 x 9 streams per instance), the
-        re-list schedule (ticks + 1 h x instances x 6 classes x 8 backoff levels) and APF's per-tick
-        level records."""
+        re-list schedule (ticks + 1 h x instances x 6 classes x 8 backoff levels), APF's release
+        schedule and per-tick level records, the kubelet LIST's paging plan over every pod (6 arrays),
+        and the interpreter with numpy, pandas and simpy (~96 MiB, measured: one 10k-node run peaks at
+        ~90 MB RSS in a fresh process)."""
         n = int(p["nodes"])
         clients = n * (2 if p["kube_proxy"] else 1) + (int(p["ds_pods"]) or n) + 2 + int(p["controllers_other"])
         steps = int(p["duration"] / p["tick"]) + 2
         horizon = steps + int(3600 / p["tick"]) + 2
         slots = int(p["apiservers"])
         return (clients * 16 * 8 + steps * slots * (12 + 2 * 9 + 2 * 8 + 12) * 8
-                + horizon * slots * (6 * 8 + 4) * 8 + 64 * 1024**2)
+                + horizon * slots * (6 * 8 + 4 + 32) * 8 + int(p["pods"]) * 6 * 8 + 96 * 1024**2)
 
     # -- the model -------------------------------------------------------------------------------
     def build(self, setting: str, p: Mapping[str, Any]):

@@ -26,6 +26,7 @@ SLOT_COLORS = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7")
 SLOT_DASH = ("solid", "dashed", "dotdash", "dotted", "solid", "dashed")
 MAX_SLOTS = 6
 CACHE_SIZE = 24
+MEM_CLIP = 1.5          # memory above this share of the limit (the tick an instance is killed) is drawn at it
 
 
 class FlowControlDashboard(Dashboard):
@@ -113,11 +114,14 @@ class FlowControlDashboard(Dashboard):
         S["nodes"] = ColumnDataSource(dict(t=[], lease=[], notready=[]))
         kw = dict(width=440, height=220, toolbar_location=None, x_axis_label="simulated minutes")
         f1 = figure(title="memory per API server (OOM kills: x)", y_axis_label="share of its limit", **kw)
+        f1.y_range.end = MEM_CLIP + 0.1
         f2 = figure(title="CPU per API server", y_axis_label="share of its cores", **kw)
         self.lines = []
+        shown = min(MAX_SLOTS, int(self.lab.params["apiservers"].default))
         for j in range(MAX_SLOTS):
             style = dict(line_width=2, color=SLOT_COLORS[j], line_dash=SLOT_DASH[j])
-            self.lines.append((f1.line("t", f"mem{j}", source=S["inst"], legend_label=f"apiserver-{j}", **style),
+            label = {"legend_label": f"apiserver-{j}"} if j < shown else {}
+            self.lines.append((f1.line("t", f"mem{j}", source=S["inst"], **label, **style),
                                f2.line("t", f"cpu{j}", source=S["inst"], **style)))
         f1.scatter("t", "y", source=S["kills"], marker="x", size=12, color="#000000", line_width=2)
         f1.add_layout(Span(location=1.0, dimension="width", line_dash="dashed", line_color="#444"))
@@ -164,7 +168,7 @@ class FlowControlDashboard(Dashboard):
         minutes = t / 60.0
         limit = float(cp.inst.limit)
         data = {"t": minutes}
-        mem = cp.rec["memory_bytes"][:n] / limit
+        mem = np.minimum(cp.rec["memory_bytes"][:n] / limit, MEM_CLIP)
         cpu = np.nan_to_num(cp.rec["cpu_util"][:n])
         for j in range(MAX_SLOTS):
             if j < k:
@@ -178,7 +182,8 @@ class FlowControlDashboard(Dashboard):
         ev = result.events
         kills = ev[ev["event"] == "OOMKilled"] if len(ev) else ev
         self.sources["kills"].data = dict(t=(kills["time"].to_numpy() / 60.0) if len(kills) else [],
-                                          y=(kills["memory_bytes"].to_numpy() / limit) if len(kills) else [])
+                                          y=np.minimum(kills["memory_bytes"].to_numpy() / limit, MEM_CLIP)
+                                          if len(kills) else [])
         etcd_cap = max(flood.etcd_net, 1e-9)
         self.sources["net"].data = dict(t=minutes, etcd=_smooth(flood.rec_etcd["etcd_bytes_read_per_s"][:n] / etcd_cap,
                                                                 5),

@@ -65,8 +65,9 @@ print(table.assign(lab_value=table.lab_value.map(format_value))[["lab", "claim",
 # - [03 List-Watch, the watch cache and bookmarks](03_bookmarks.ipynb) (section 4)
 # - [04 Consistent reads from the watch cache, with indexes](04_cached_reads.ipynb) (section 5)
 # - [05 The scheduler: equivalence classes and relaxed search](05_scheduler.ipynb) (section 9)
+# - [07 Preventing request floods: 429 until ready, User-Agent limits, API Priority and Fairness](07_flow_control.ipynb) (section 7)
 #
 # Still to come, already shaping the model: API server load balancing, context cancellation,
-# flow control, controller hot standby, and a capstone with every switch on at 10,000 nodes.
+# controller hot standby, and a capstone with every switch on at 10,000 nodes.
 #
 # Solutions to every exercise are in [solutions/](solutions/).
