@@ -1073,10 +1073,11 @@ STREAM_REQUESTS = {
     "pod_bind": ("create", "pods/binding", "*"),
     "list_pods_all": ("list", "pods", ""),
     "ds_list_pods": ("list", "pods", ""),
+    "event_write": ("create", "events", "*"),
 }
 #: the cost parameter naming a write's watchers (its final seats)
 STREAM_WATCHERS = {"lease": "lease_watchers", "node_status": "node_watchers", "pod_status": "pod_watchers",
-                   "pod_bind": "pod_watchers", "controller_write": "other_watchers"}
+                   "pod_bind": "pod_watchers", "controller_write": "other_watchers", "event_write": "other_watchers"}
 
 APF_SCENARIO_PARAMS = ParamSet([
     Param("apf_namespaces", 100, "namespaces",
@@ -1300,6 +1301,6 @@ class APF(Component):
         return {
             "apf_server_concurrency_limit": self.server_cl,
             "apf_rejected_requests_total": float(self.rejected_by_part.sum()),
-            "apf_rejected_by_level": {nm: float(v) for nm, v in zip(names, by_level)},
+            **{f"apf_rejected_{nm.replace('-', '_')}": float(v) for nm, v in zip(names, by_level)},
             "apf_max_seats_over_limit": float(self.fluid.max_seats_over_limit),
         }

@@ -316,7 +316,9 @@ def incident_summary(res: FlowControlResult, p: Mapping[str, Any]) -> dict:
         out["restart_recovery_s"] = rec
         w = m & (t < (r0 + rec if math.isfinite(rec) else r1))
         means = {name: float(np.mean(u[w])) if w.any() else 0.0 for name, u in util.items()}
-        out["restart_utilisation"] = means
+        parts["restart_utilisation"] = means
+        for name, v in means.items():
+            out["restart_utilisation_" + name.replace(" ", "_").replace("->", "_to_")] = v
         bind = max(means, key=means.get)
         out["restart_binding_resource"] = bind
         others = max(v for k, v in means.items() if k != "network apiserver->clients")

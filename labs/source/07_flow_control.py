@@ -124,7 +124,7 @@ for cls, pr in zip(work.classes, relist_profiles(work, p, Costs.from_params({k: 
 # %%
 # NBVAL_CHECK_OUTPUT
 for setting, r in runs.items():
-    u = r.summary["restart_utilisation"]
+    u = r.parts["restart_utilisation"]
     print(f"{setting:>8}: " + ", ".join(f"{k} {v:.0%}" for k, v in u.items())
           + f"  -> {r.summary['restart_binding_resource']}")
 
