@@ -45,6 +45,12 @@ queued) is counted against ``etcd_memory_limit_bytes``; an etcd member that exce
 is not crashed here (the few etcd members are not part of the core's lifecycle), the
 run reports the excess.
 
+Simplified, and said so: a class's re-list is one unit (all its informers' LISTs together, their
+seats added); a WATCH on an unfilled cache neither hangs (before KEP-4568) nor gets 429 (after):
+the core re-opens watches at once; the shared resources are FIFO fluid queues, so a LIST's
+duration is the wait its work finds plus its own time (processor sharing would let small LISTs
+pass big ones); etcd serves every member's share of the reads as one pool of cores.
+
 Mirrors: ``staging/src/k8s.io/apiserver/pkg/storage/cacher/cacher.go`` (RV=0 LISTs
 delegated to etcd while not ready, before KEP-4568; ``ResilientWatchCacheInitialization``
 after), ``storage/etcd3/store.go`` ``GetList`` (paging), client-go ``tools/pager``

@@ -80,6 +80,20 @@ FLOW_LAB_PARAMS = ParamSet([
           "handSize of every queuing priority level (0: the suggested values)", lo=0, hi=64, kind=int),
 ])
 
+#: plausible ranges of the parameters the claims' values depend on (the claims form's band; kept here
+#: until ``Param(..., plausible=...)`` is on main): name -> (lo, hi, why)
+PLAUSIBLE = {
+    "max_requests_inflight": (400, 3000, "the flag's default, and the 3000 large-cluster guides recommend above "
+                                         "3,000 nodes"),
+    "apiserver_memory_limit_bytes": (32 * 1024**3, 96 * 1024**3, "a quarter to three quarters of a 120 GB "
+                                                                 "control-plane machine"),
+    "object_memory_factor": (2.0, 4.0, "a decoded Go object is 2-4x its protobuf bytes"),
+    "apiserver_network_bytes_per_s": (1.25e9, 3.125e9, "10 to 25 Gbit/s NICs on control-plane machines"),
+    "ds_list_period": (60.0, 1800.0, "a tight loop to a half-hourly resync"),
+    "operator_reaction_s": (60.0, 1800.0, "an alert seen at once to a half-hour investigation"),
+    "ua_limit_qps": (0.1, 10.0, "a trickle to a generous limit for one agent"),
+}
+
 _OVERRIDE = {
     "duration": (1800.0, "issue: 30 simulated minutes hold the restart, the DaemonSet and their aftermath"),
     "tick": (2.0, "assumption: 2 s resolves 10 s lease renewals, 5 s node monitoring and the 15 s APF queue wait, "
