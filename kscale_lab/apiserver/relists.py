@@ -432,7 +432,6 @@ class RelistFlood(Component):
         self.b_etcd += fw["etcd_cpu"]
         self.b_in[j] += fw["bytes"]
         self.extra[j] += fw["apiserver_cpu"]
-        self.etcd_mem_inflight += 0.0
         waits = max(self.b_etcd / self.etcd_cores, self.b_in[j] / self.nic,
                     (self.cp.inst.backlog[j] + fw["apiserver_cpu"] / fw["parallelism"]) / self.cp.inst.cores[j])
         done = t + max(fw["sequential"], waits)
