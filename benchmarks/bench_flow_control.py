@@ -62,7 +62,7 @@ def dashboard_changes() -> dict:
 
 def peak_memory_child() -> float:
     code = ("from kscale_lab.labs.flow_control import LAB\n"
-            "[LAB.run(s) for s in LAB.settings]\n"
+            "LAB.run('upstream')\n"
             "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     return int(out.stdout.strip().splitlines()[-1]) * 1024 / 1e9
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
            "scenario": f"{p['nodes']:,} nodes, {p['duration']:g} s, tick {p['tick']:g} s, incidents {p['incident']}",
            "run_per_setting": runs(1 if a.quick else 3),
            "dashboard": dashboard_changes(),
-           "peak_rss_gb_three_runs": peak_memory_child(),
+           "peak_rss_gb_one_run": peak_memory_child(),
            "memory_estimate_gb": LAB.memory_estimate(p) / 1e9}
     if not a.quick:
         out["notebook_run_all_s"] = notebook_seconds(ROOT / "labs" / "solutions" / "07_flow_control.ipynb")
