@@ -36,7 +36,7 @@ class FlowControlDashboard(Dashboard):
         import ipywidgets as w
 
         self._memo: OrderedDict = OrderedDict()
-        style = {"description_width": "170px"}
+        style = {"description_width": "180px"}
         lay = w.Layout(width="400px")
         return {
             "switch": self.switch_control(description="flow_control", style=style,
@@ -56,7 +56,7 @@ class FlowControlDashboard(Dashboard):
                                           description="--max-requests-inflight", continuous_update=False,
                                           style=style, layout=lay),
             "ds_list_period": w.SelectionSlider(options=[60, 120, 300, 600, 1800, 3600], value=300,
-                                                description="DaemonSet LISTs every (s)", continuous_update=False,
+                                                description="DaemonSet lists every (s)", continuous_update=False,
                                                 style=style, layout=lay),
             "operator_reaction_s": w.SelectionSlider(options=[0, 60, 300, 600, 900], value=300,
                                                      description="operator reacts after (s)",
