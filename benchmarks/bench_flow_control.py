@@ -91,7 +91,7 @@ def main(argv=None) -> int:
            "run_per_setting": runs(1 if a.quick else 3),
            "dashboard": dashboard_changes(),
            "peak_rss_gb_one_run": peak_memory_child(),
-           "memory_estimate_gb": LAB.memory_estimate(p) / 1e9}
+           "memory_estimate_gb": LAB.memory_estimate("upstream")[0] / 1e9}
     if not a.quick:
         out["notebook_run_all_s"] = notebook_seconds(ROOT / "labs" / "solutions" / "07_flow_control.ipynb")
     print(json.dumps(out, indent=2))

@@ -53,7 +53,7 @@ from ..costs import COST_PARAMS, Costs
 from ..errors import ParameterError
 from ..etcd.range_reads import ETCD_READ_PARAMS
 from ..params import Param, ParamSet
-from ..scenario import SCENARIO_PARAMS, Scenario, check_memory
+from ..scenario import SCENARIO_PARAMS, Scenario
 from .base import Lab
 from .heartbeats import HEARTBEAT_PARAMS
 
@@ -181,20 +181,35 @@ class FlowControlLab(Lab):
             raise ParameterError("tick", f"must not exceed apf_request_wait_limit ({p['apf_request_wait_limit']:g} s); "
                                          f"got {p['tick']:g}")
 
-    def memory_estimate(self, p: Mapping[str, Any]) -> int:
-        """Bytes the run holds: per-client arrays (~16 columns of 8 B; kubelets, kube-proxies and the
-        DaemonSet's pods), the core's per-tick records (12 series and 2 x 9 streams per instance), the
-        re-list schedule (ticks + 1 h x instances x 6 classes x 8 backoff levels), APF's release
-        schedule and per-tick level records, the kubelet LIST's paging plan over every pod (6 arrays),
-        and the interpreter with numpy, pandas and simpy (~96 MiB, measured: one 10k-node run peaks at
-        ~90 MB RSS in a fresh process)."""
+    def memory_footprint(self, setting: str, p: Mapping[str, Any]):
+        """What a run holds: the control-plane core's arrays (:func:`kscale_lab.controlplane.footprint`,
+        with the DaemonSet's pods among the clients), the re-list model's schedules (due re-lists per
+        tick, instance, class and backoff level; memory, slot and etcd-memory releases) over the run
+        plus an hour, the lease loop's per-node arrays, APF's queues and release schedule (per tick,
+        instance and request kind) and its per-tick level records, and the kubelet LIST's paging plan
+        over every pod (built once while the control plane is set up)."""
+        from ..controlplane import footprint
+
         n = int(p["nodes"])
-        clients = n * (2 if p["kube_proxy"] else 1) + (int(p["ds_pods"]) or n) + 2 + int(p["controllers_other"])
-        steps = int(p["duration"] / p["tick"]) + 2
-        horizon = steps + int(3600 / p["tick"]) + 2
+        has_ds = p["incident"] in ("daemonset", "both")
+        clients = n * (2 if p["kube_proxy"] else 1) + 2 + int(p["controllers_other"]) + \
+            ((int(p["ds_pods"]) or n) if has_ds else 0)
         slots = int(p["apiservers"])
-        return (clients * 16 * 8 + steps * slots * (12 + 2 * 9 + 2 * 8 + 12) * 8
-                + horizon * slots * (6 * 8 + 4 + 32) * 8 + int(p["pods"]) * 6 * 8 + 96 * 1024**2)
+        steps = int(round(p["duration"] / p["tick"])) + 2
+        horizon = steps + int(3600 / p["tick"]) + 2
+        classes, streams, levels, parts = 6, 10, 8, 32
+        fp = footprint(f"flow-control, {n:,} nodes", clients, slots, steps, streams)
+        fp.add("re-lists due per tick (instance x class x backoff level)", horizon * slots * classes * 8, 8)
+        fp.add("re-list memory, slot and etcd releases", horizon * (2 * slots + 1), 8)
+        fp.add("re-list records", steps * slots * 11 + steps * (classes + 5), 8)
+        fp.add("lease loop and node health", n, 4 * 8)
+        fp.add("kubelet LIST paging plan over every pod", int(p["pods"]), 6 * 8, phase="setup")
+        if setting == "upstream":
+            wait_slots = int(math.ceil(p["apf_request_wait_limit"] / p["tick"]))
+            fp.add("APF queues by age", slots * parts * wait_slots, 8)
+            fp.add("APF release schedule", (horizon + wait_slots + 4) * slots * parts, 8)
+            fp.add("APF per-tick records", steps * (2 * slots * levels + 2 * classes + levels), 8)
+        return fp
 
     # -- the model -------------------------------------------------------------------------------
     def build(self, setting: str, p: Mapping[str, Any]):
@@ -240,7 +255,6 @@ class FlowControlLab(Lab):
         p = self.resolve(setting, overrides)
         self.check(p)
         self.scenario(p)
-        check_memory(self.memory_estimate(p), f"{p['nodes']:,} nodes, {p['duration']:g} s")
         cp, parts = self.build(setting, p)
         base = cp.run()
         res = FlowControlResult(base.series, base.instances, base.events, base.summary, setting, cp, parts)
