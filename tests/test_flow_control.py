@@ -12,7 +12,7 @@ from kscale_lab.cli import main
 from kscale_lab.clients.workload import build_workload
 from kscale_lab.costs import COST_PARAMS, Costs
 from kscale_lab.errors import ParameterError
-from kscale_lab.labs.flow_control import LAB, guess_report, recovery_time
+from kscale_lab.labs.flow_control import LAB, recovery_time
 
 SMALL = {"nodes": 1000, "duration": 700.0, "restart_at": 100.0, "ds_start": 400.0, "incident": "both"}
 RESTART = dict(SMALL, incident="restart", duration=400.0)
@@ -144,9 +144,12 @@ def test_claims_are_computed_for_every_row():
     assert set(got) == set(only) and all(isinstance(v, float) for v in got.values())
 
 
-def test_guess_report_says_both(runs):
-    text = guess_report({"restart_crashes_off": True, "etcd_gb_per_s_during_fill_off": 1.0}, runs)
-    assert "you guessed yes" in text and "the model says" in text and "you did not guess" in text
+def test_guess_questions_are_computed_by_the_model():
+    from kscale_lab.exercises.guesses import questions
+
+    keys = {q.key for q in questions("flow-control")}
+    assert keys == {"restart_crashes_off", "etcd_gb_per_s_during_fill_off", "busiest_resource_article",
+                    "lease_success_ds_upstream"}
 
 
 def test_dashboard_recomputes_fills_and_remembers():
@@ -160,7 +163,7 @@ def test_dashboard_recomputes_fills_and_remembers():
     first = d.result
     d.controls["switch"].value = "off"
     d.controls["switch"].value = "upstream"
-    assert d.result is first and "remembered" in d.status.value
+    assert d.result is first
 
 
 def test_exercise_checkers_accept_the_algorithms_and_reject_shortcuts():

@@ -34,10 +34,12 @@ UA_LIMIT_PARAMS = ParamSet([
           "assumption: an on-call engineer sees the alert, finds the agent on the dashboard and sets the limit "
           "in about five minutes",
           "time from the buggy DaemonSet's start until the operator configures its User-Agent limit (article "
-          "setting)", lo=0, hi=86_400),
+          "setting)", lo=0, hi=86_400,
+          plausible=(60.0, 1800.0), plausible_source="an alert seen at once to a half-hour investigation"),
     Param("ua_limit_qps", 1.0, "requests/s",
           "assumption: a limit that lets a broken agent through at a trickle (Alibaba's values are unpublished)",
-          "requests per second one API server lets through for the limited User-Agent", lo=0, hi=1e6),
+          "requests per second one API server lets through for the limited User-Agent", lo=0, hi=1e6,
+          plausible=(0.1, 10.0), plausible_source="a trickle to a generous limit for one agent"),
     Param("ua_limit_burst", 5.0, "requests", "assumption: a small burst above the rate",
           "token bucket size of the User-Agent limit", lo=0, hi=1e6),
 ])

@@ -33,7 +33,8 @@ DAEMONSET_PARAMS = ParamSet([
           "when the buggy DaemonSet starts listing (a time beyond the run: never)", lo=0, hi=86_400),
     Param("ds_list_period", 300.0, "s",
           "assumption: the agent re-lists on a 5-minute resync loop instead of watching",
-          "seconds between two LISTs of one DaemonSet pod", lo=1, hi=86_400),
+          "seconds between two LISTs of one DaemonSet pod", lo=1, hi=86_400,
+          plausible=(60.0, 1800.0), plausible_source="a tight loop to a half-hourly resync"),
     Param("ds_pods", 0, "pods", "a DaemonSet runs one pod per node (0 = the number of nodes)",
           "pods of the buggy DaemonSet (0: one per node)", lo=0, hi=1_000_000, kind=int),
 ])

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from . import Verdict, call_student, verdict
+from . import Hints, Verdict, call_student, verdict
 
 EX1 = "Exercise 1 (shuffle sharding: deal a flow's hand)"
 EX2 = "Exercise 2 (fair queuing's share: max-min fairness)"
@@ -21,25 +21,23 @@ EX3 = "Exercise 3 (a priority level's seats and a LIST's width)"
 _FORBIDDEN = {EX1: ("deal_hand", "DealIntoHand"), EX2: ("waterfill", "FluidAPF"),
               EX3: ("concurrency_limits", "list_seats", "Limits")}
 
-HINTS = {
-    1: ["Read the hash as a number written in a mixed base: first digit base `queues`, then base `queues - 1`, ...",
-        "digit_i = h % (queues - i); h //= (queues - i). The digit says which of the cards still in the deck to take.",
-        "Keep the dealt cards; card = digit, then for every dealt card c in ascending order, if c <= card: card += 1."],
-    2: ["Each flow gets the same share f, except a flow that wants less than f gets what it wants.",
-        "Sort the demands; give everyone the smallest demand, subtract, share what is left among the others, repeat.",
-        "f solves sum(min(d_i, f)) = seats; if sum(d) <= seats everyone gets d_i. Return min(d_i, f) per flow."],
-    3: ["NominalCL is ServerCL split in proportion to the shares, rounded up.",
-        "nominal = ceil(server_cl * shares / sum(shares)); a LIST from the cache processes every stored object.",
-        "seats = min(max(ceil(objects / 100), 1), 10); concurrent LISTs = nominal // seats."],
-}
-
-
-def hint(exercise: int, level: int = 1) -> str:
-    """A hint for an exercise: level 1 a direction, 2 the method, 3 nearly the answer."""
-    hs = HINTS.get(int(exercise))
-    if not hs:
-        return f"There are exercises 1-{len(HINTS)}."
-    return hs[max(1, min(int(level), len(hs))) - 1]
+hint = Hints({
+    1: ["Read the hash as a number written in a mixed base: first digit base `queues`, then base `queues - 1`, "
+        "and so on, one digit per card of the hand.",
+        "digit_i = h % (queues - i); h //= (queues - i). The digit says which of the cards still in the deck to "
+        "take, counting the remaining cards in ascending order.",
+        "Keep the dealt cards; card = digit, then for every dealt card c in ascending order, if c <= card: "
+        "card += 1; append card."],
+    2: ["Each flow gets the same share f of the seats, except a flow that wants less than f gets what it wants.",
+        "Sort the demands; give everyone the smallest demand, take it off, share what is left among the others, "
+        "and repeat.",
+        "f solves sum(min(d_i, f)) = seats; if sum(d) <= seats every flow gets d_i. Return min(d_i, f) per flow."],
+    3: ["NominalCL is ServerCL split in proportion to the levels' shares (every level's, the exempt one's 0 "
+        "included), rounded up.",
+        "nominal = ceil(server_cl * shares[level] / sum(shares)); a LIST from the watch cache processes every "
+        "stored object, one seat per 100.",
+        "seats = min(max(ceil(stored / 100), 1), 10); the LISTs that run at once are nominal // seats."],
+}, {1: EX1, 2: EX2, 3: EX3})
 
 
 def _calls_model(exercise: str, fn) -> Verdict | None:

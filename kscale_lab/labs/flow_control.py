@@ -80,20 +80,6 @@ FLOW_LAB_PARAMS = ParamSet([
           "handSize of every queuing priority level (0: the suggested values)", lo=0, hi=64, kind=int),
 ])
 
-#: plausible ranges of the parameters the claims' values depend on (the claims form's band; kept here
-#: until ``Param(..., plausible=...)`` is on main): name -> (lo, hi, why)
-PLAUSIBLE = {
-    "max_requests_inflight": (400, 3000, "the flag's default, and the 3000 large-cluster guides recommend above "
-                                         "3,000 nodes"),
-    "apiserver_memory_limit_bytes": (32 * 1024**3, 96 * 1024**3, "a quarter to three quarters of a 120 GB "
-                                                                 "control-plane machine"),
-    "object_memory_factor": (2.0, 4.0, "a decoded Go object is 2-4x its protobuf bytes"),
-    "apiserver_network_bytes_per_s": (1.25e9, 3.125e9, "10 to 25 Gbit/s NICs on control-plane machines"),
-    "ds_list_period": (60.0, 1800.0, "a tight loop to a half-hourly resync"),
-    "operator_reaction_s": (60.0, 1800.0, "an alert seen at once to a half-hour investigation"),
-    "ua_limit_qps": (0.1, 10.0, "a trickle to a generous limit for one agent"),
-}
-
 _OVERRIDE = {
     "duration": (1800.0, "issue: 30 simulated minutes hold the restart, the DaemonSet and their aftermath"),
     "tick": (2.0, "assumption: 2 s resolves 10 s lease renewals, 5 s node monitoring and the 15 s APF queue wait, "
@@ -106,6 +92,13 @@ _OVERRIDE = {
 }
 
 
+#: plausible ranges this lab's claims need for core assumptions that carry none yet
+_PLAUSIBLE = {
+    "apiserver_memory_limit_bytes": ((32 * 1024**3, 96 * 1024**3),
+                                     "a quarter to three quarters of a 120 GB control-plane machine"),
+}
+
+
 def _params() -> ParamSet:
     def patched(ps):
         out = []
@@ -113,6 +106,9 @@ def _params() -> ParamSet:
             if q.name in _OVERRIDE:
                 d, src = _OVERRIDE[q.name]
                 q = dataclasses.replace(q, default=d, source=src)
+            if q.name in _PLAUSIBLE:
+                (lo, hi), why = _PLAUSIBLE[q.name]
+                q = dataclasses.replace(q, plausible=(lo, hi), plausible_source=why)
             out.append(q)
         return ParamSet(out)
 
@@ -414,28 +410,3 @@ def _share(ok: np.ndarray, fail: np.ndarray) -> float:
 
 
 LAB = FlowControlLab()
-
-
-def guess_report(guess: Mapping[str, Any], results: Mapping[str, FlowControlResult]) -> str:
-    """"You guessed X, the model says Y" for the notebook's predictions (``results``: setting -> run
-    with both incidents)."""
-    off, up = results["off"].summary, results["upstream"].summary
-    model = {
-        "restart_crashes_off": (off.get("restart_crashes", 0) > 0, "yes/no"),
-        "etcd_gb_per_s_during_fill_off": (off.get("restart_etcd_bytes_read_peak_per_s", 0.0) / 1e9, "{:.2f} GB/s"),
-        "lease_success_ds_upstream": (up.get("ds_lease_success_share", math.nan), "{:.1%}"),
-    }
-    lines = []
-    for key, (value, form) in model.items():
-        g = (guess or {}).get(key)
-        if form == "yes/no":
-            said = "you did not guess" if g is None else f"you guessed {'yes' if g else 'no'}"
-            shown = "yes" if value else "no"
-            mark = "" if g is None else (" ✓ right" if bool(g) == bool(value) else " ✗ not so")
-        else:
-            said = "you did not guess" if g is None else "you guessed " + form.format(float(g))
-            shown = form.format(value)
-            ok = g is not None and value and 0.5 <= float(g) / value <= 2.0
-            mark = "" if g is None else (" ✓ within a factor of 2" if ok else " ✗ more than a factor of 2 off")
-        lines.append(f"{key}: {said}; the model says {shown}{mark}")
-    return "\n".join(lines)

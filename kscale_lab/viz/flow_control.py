@@ -14,15 +14,14 @@ The incidents are shaded.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-
 import numpy as np
 
-from . import SETTING_LABELS, fmt
+from . import NEUTRAL, OKABE_ITO, REFERENCE, SETTING_LABELS, fmt
 from .dashboard import Dashboard
 
 #: one colour and dash per instance slot (Okabe-Ito, colour-blind safe)
-SLOT_COLORS = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7")
+SLOT_COLORS = tuple(OKABE_ITO[k] for k in ("orange", "sky_blue", "bluish_green", "blue", "vermillion",
+                                           "reddish_purple"))
 SLOT_DASH = ("solid", "dashed", "dotdash", "dotted", "solid", "dashed")
 MAX_SLOTS = 6
 CACHE_SIZE = 24
@@ -31,11 +30,12 @@ MEM_CLIP = 1.5          # memory above this share of the limit (the tick an inst
 
 class FlowControlDashboard(Dashboard):
     lab_name = "flow-control"
+    memory_controls = ()          # the cluster's size is not a control here
+    memo_size = CACHE_SIZE        # runs remembered: toggling back is instant
 
     def make_controls(self) -> dict:
         import ipywidgets as w
 
-        self._memo: OrderedDict = OrderedDict()
         style = {"description_width": "180px"}
         lay = w.Layout(width="400px")
         return {
@@ -78,26 +78,6 @@ class FlowControlDashboard(Dashboard):
             o["apf_shares"] = f"workload-low={int(c['workload_low'].value)}"
         return c["switch"].value, o
 
-    def update(self) -> None:
-        """Rerun the lab (a run already seen is taken from memory: toggling back is instant)."""
-        import time
-
-        setting, overrides = self.overrides()
-        key = (setting, tuple(sorted(overrides.items())))
-        if key in self._memo:
-            t0 = time.perf_counter()
-            self._memo.move_to_end(key)
-            self.result = self._memo[key]
-            self.fill(self.result)
-            self.seconds = time.perf_counter() - t0
-            self.status.value = f'<span style="color:#666">{setting}: remembered run, {self.seconds:.2f} s</span>'
-            return
-        super().update()
-        if self.result is not None and getattr(self.result, "setting", None) == setting:
-            self._memo[key] = self.result
-            while len(self._memo) > CACHE_SIZE:
-                self._memo.popitem(last=False)
-
     def make_figures(self):
         from bokeh.layouts import gridplot
         from bokeh.models import BoxAnnotation, ColumnDataSource, Span
@@ -123,24 +103,24 @@ class FlowControlDashboard(Dashboard):
             label = {"legend_label": f"apiserver-{j}"} if j < shown else {}
             self.lines.append((f1.line("t", f"mem{j}", source=S["inst"], **label, **style),
                                f2.line("t", f"cpu{j}", source=S["inst"], **style)))
-        f1.scatter("t", "y", source=S["kills"], marker="x", size=12, color="#000000", line_width=2)
-        f1.add_layout(Span(location=1.0, dimension="width", line_dash="dashed", line_color="#444"))
+        f1.scatter("t", "y", source=S["kills"], marker="x", size=12, color=OKABE_ITO["black"], line_width=2)
+        f1.add_layout(Span(location=1.0, dimension="width", line_dash="dashed", line_color=REFERENCE))
         f1.legend.location = "top_left"
         f1.legend.label_text_font_size = "8pt"
         f1.legend.background_fill_alpha = 0.6
         f3 = figure(title="the network", y_axis_label="share of the links' capacity", **kw)
-        f3.line("t", "etcd", source=S["net"], color="#D55E00", line_width=2, legend_label="etcd -> API servers")
-        f3.line("t", "out", source=S["net"], color="#0072B2", line_width=2, line_dash="dashed",
+        f3.line("t", "etcd", source=S["net"], color=OKABE_ITO["vermillion"], line_width=2, legend_label="etcd -> API servers")
+        f3.line("t", "out", source=S["net"], color=OKABE_ITO["blue"], line_width=2, line_dash="dashed",
                 legend_label="API servers -> clients (busiest)")
         f4 = figure(title="re-lists per second", y_axis_label="LISTs / s", **kw)
-        f4.line("t", "cache", source=S["relists"], color="#009E73", line_width=2, legend_label="served from cache")
-        f4.line("t", "etcd", source=S["relists"], color="#D55E00", line_width=2, line_dash="dashed",
+        f4.line("t", "cache", source=S["relists"], color=OKABE_ITO["bluish_green"], line_width=2, legend_label="served from cache")
+        f4.line("t", "etcd", source=S["relists"], color=OKABE_ITO["vermillion"], line_width=2, line_dash="dashed",
                 legend_label="served from etcd")
-        f4.line("t", "rejected", source=S["relists"], color="#CC79A7", line_width=2, line_dash="dotted",
+        f4.line("t", "rejected", source=S["relists"], color=OKABE_ITO["reddish_purple"], line_width=2, line_dash="dotted",
                 legend_label="answered 429")
         f5 = figure(title="the nodes", y_axis_label="share", **kw)
-        f5.line("t", "lease", source=S["nodes"], color="#0072B2", line_width=2, legend_label="Lease renewals ok")
-        f5.line("t", "notready", source=S["nodes"], color="#D55E00", line_width=2, line_dash="dashed",
+        f5.line("t", "lease", source=S["nodes"], color=OKABE_ITO["blue"], line_width=2, legend_label="Lease renewals ok")
+        f5.line("t", "notready", source=S["nodes"], color=OKABE_ITO["vermillion"], line_width=2, line_dash="dashed",
                 legend_label="nodes wrongly NotReady")
         for f in (f3, f4, f5):
             f.legend.location = "top_right"
@@ -153,7 +133,7 @@ class FlowControlDashboard(Dashboard):
             f.x_range.start = 0
             pair = []
             for _ in range(2):
-                b = BoxAnnotation(left=0, right=0, fill_alpha=0.12, fill_color="#777777")
+                b = BoxAnnotation(left=0, right=0, fill_alpha=0.12, fill_color=NEUTRAL)
                 f.add_layout(b)
                 pair.append(b)
             self.boxes.append(pair)
@@ -209,7 +189,7 @@ class FlowControlDashboard(Dashboard):
             for m, box in enumerate(pair):
                 left, right = spans[m] if m < len(spans) else (0.0, 0.0)
                 box.left, box.right = left, right
-                box.fill_color = "#777777" if m == 0 else "#CC79A7"
+                box.fill_color = NEUTRAL if m == 0 else OKABE_ITO["reddish_purple"]
         sm = result.summary
         rows = [("API server OOM kills", str(sm.get("apiserver_crashes", 0)), "")]
         if "restart_recovery_s" in sm:

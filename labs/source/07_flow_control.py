@@ -31,8 +31,12 @@
 # - say why upstream isolates a buggy DaemonSet by its ServiceAccount and refused User-Agent limits.
 #
 # **Prerequisites.** Lab 6 (the control-plane core: connections, the load balancer's health checks,
-# OOM kills and CrashLoopBackOff); lab 3 (watch caches, resourceVersions, re-list on `410 Gone`);
-# lab 4 (paged quorum reads from etcd).
+# OOM kills and CrashLoopBackOff); lab 3 (the [watch cache](../docs/glossary.md#watch-cache), re-list
+# on [410 Gone](../docs/glossary.md#410-gone)); lab 4 ([paging](../docs/glossary.md#paging-limit-continue)
+# and [quorum reads](../docs/glossary.md#quorum-read) from etcd); [max-inflight](../docs/glossary.md#max-inflight)
+# and [429](../docs/glossary.md#429). New here: [APF](../docs/glossary.md#apf),
+# [FlowSchema](../docs/glossary.md#flowschema), [priority level](../docs/glossary.md#priority-level),
+# [shuffle sharding](../docs/glossary.md#shuffle-sharding), [seat](../docs/glossary.md#seat).
 #
 # **Time.** About 60 minutes: 15 reading, 20 with the dashboard, 25 for the exercises.
 
@@ -51,13 +55,18 @@ load_bokeh()
 # per node) starts LISTing all 200,000 pods every 5 minutes.
 # 1. Without any protection (`off`), does an API server crash (OOM) after the restart?
 # 2. How many GB per second does etcd send to the API servers while their caches fill?
-# 3. With API Priority and Fairness (`upstream`), what share of the kubelets' Lease renewals
+# 3. With the article's fix (LISTs wait for the cache), which resource is busiest while the 20,000
+#    clients re-list: the API servers' CPU, their memory, the network from etcd, the network to the
+#    clients, or etcd's CPU?
+# 4. With API Priority and Fairness (`upstream`), what share of the kubelets' Lease renewals
 #    succeed while the DaemonSet runs?
 
 # %%
 my_guess = {"restart_crashes_off": None,            # True or False
             "etcd_gb_per_s_during_fill_off": None,  # GB/s, e.g. 1.0
-            "lease_success_ds_upstream": None}       # a share, e.g. 0.5
+            "busiest_resource_article": None,       # "apiserver cpu", "apiserver memory", "network etcd->apiserver",
+                                                    # "network apiserver->clients" or "etcd cpu"
+            "lease_success_ds_upstream": None}      # a share, 0 to 1
 
 # %% [markdown]
 # ## Toggle
@@ -91,8 +100,8 @@ dash.controls["switch"].value = "off"
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from kscale_lab.labs.flow_control import guess_report
-print(guess_report(my_guess, runs))
+from kscale_lab.exercises import compare_guess
+compare_guess(my_guess, lab)
 
 # %% [markdown]
 # ## What a LIST costs when the cache is empty
@@ -178,10 +187,8 @@ print(demo_hands([("service-accounts", "system:serviceaccount:monitoring:node-ag
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from kscale_lab.claims import claims_table, format_value
-t = claims_table(["flow-control"])
-print(t.assign(lab_value=t.lab_value.map(format_value))[["claim", "article", "lab_value", "unit", "holds"]]
-      .to_string(index=False))
+from kscale_lab.claims import show_claims
+print(show_claims("flow-control"))
 
 # %% [markdown]
 # ## Upstream today
@@ -207,7 +214,7 @@ print(t.assign(lab_value=t.lab_value.map(format_value))[["claim", "article", "la
 # Shuffle sharding deals `hand_size` distinct queues out of `queues` from the flow's 64-bit hash.
 # Read the hash as a number in a mixed base (digits base `queues`, `queues - 1`, ...); the i-th digit
 # picks the card among those still in the deck, counting in ascending order. Write it. Stuck?
-# `hint(1, 1)`.
+# `hint(1, 1)` (then `hint(1, 2)`, `hint(1, 3)`).
 
 # %%
 from kscale_lab.exercises.flow_control import check_deal, check_fair_share, check_seats, hint
@@ -234,7 +241,7 @@ check_deal(deal)
 # When a priority level's seats are short, fair queuing serves every busy flow at the same rate, so a
 # flow gets an equal share `f` of the seats unless it wants less. Given each flow's demand (seats) and
 # the level's seats, return what each flow gets. Why does this make the DaemonSet's single flow
-# harmless to the 10,000 kubelets' flows?
+# harmless to the 10,000 kubelets' flows? Stuck? `hint(2, 1)`.
 
 # %%
 def fair_share(demands, seats):
@@ -257,7 +264,7 @@ check_fair_share(fair_share)
 # On paper first: with ServerCL seats split by the levels' shares, what is a level's nominal limit? How
 # many seats does a LIST from the watch cache over `stored` objects take, and how many such LISTs run
 # in the level at once? Write it as a function of `(server_cl, shares, level, stored)`, returning
-# `(nominal, seats, at_once)`.
+# `(nominal, seats, at_once)`. Stuck? `hint(3, 1)`.
 
 # %%
 import math
@@ -293,5 +300,6 @@ check_seats(seats)
 # 5. Why did upstream refuse to match FlowSchemas on the User-Agent?
 #
 # ## Next
-# The context-cancellation lab (article section 6) follows what happens to the work of a client that
-# has given up. Back to the [tour](00_tour.ipynb).
+# Lab 8, context cancellation (article section 6, not written yet), follows what happens to the work
+# of a client that has given up; meanwhile the [capstone](10_capstone.ipynb) puts every switch on one
+# cluster. Back to the [tour](00_tour.ipynb).
