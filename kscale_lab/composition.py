@@ -25,8 +25,14 @@ becomes another's load. The couplings, and how coarse each one is:
 * **scheduler -> pod startup.** :class:`~kscale_lab.scheduler.scaleup.ScaleUp` takes each pod's
   scheduling decision from the scheduler lab's simulation and sends creations and bindings
   through the control plane; pod startup = scheduling + the bind's latency + the kubelet.
-* **flow_control, context_cancel, hot_standby** join through their labs' components when
-  those exist (:data:`COMPOSED` says which switches are composed).
+* **hot_standby -> controller downtime, and LISTs.** The hot-standby lab's component
+  (:class:`~kscale_lab.clients.controllers.ControllerFailover`) runs kube-controller-manager and
+  kube-scheduler replicas on the same control plane: their Lease renewals are writes with the core's
+  latency, a cold leader's informers list ~1M objects through the API servers (from the watch cache
+  or, with cached reads off, from etcd). While no scheduler leads, the scale-up's pods wait
+  (:class:`SchedulerGaps`; coarser: every later decision moves by the gap).
+* **flow_control, context_cancel** join through their labs' components when those exist
+  (:func:`composed` says which switches are composed).
 
 What is simplified is said where it is done; :func:`build` returns the control plane and the
 parts, so a test can hold each part against its lab.
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -44,19 +51,19 @@ import numpy as np
 from .apiserver.probes import ReadProbes
 from .clients.nodehealth import NodeHealth
 from .clients.workload import STREAM_KIND, build_workload
-from .controlplane import ControlPlane
+from .controlplane import Component, ControlPlane
 from .costs import COST_PARAMS, Costs
 from .etcd.server import EtcdServer
 from .scheduler.scaleup import ScaleUp
 
 #: switches whose mechanism the composition carries (the others are reported as not composed)
-BASE_COMPOSED = ("freelist", "heartbeats", "apiserver_lb", "bookmarks", "cached_reads", "scheduler")
+BASE_COMPOSED = ("freelist", "heartbeats", "apiserver_lb", "bookmarks", "cached_reads", "scheduler",
+                 "hot_standby")
 
-#: the optional components of later labs: switch -> (module, factory function name)
+#: the components of labs still being written: switch -> (module, factory function name)
 LATER = {
     "flow_control": ("kscale_lab.apiserver.flowcontrol_component", "capstone_components"),
     "context_cancel": ("kscale_lab.apiserver.requests", "capstone_components"),
-    "hot_standby": ("kscale_lab.clients.leaderelection", "capstone_components"),
 }
 
 
@@ -71,6 +78,37 @@ def _later(switch: str):
 
 def composed() -> tuple[str, ...]:
     return BASE_COMPOSED + tuple(s for s in LATER if _later(s) is not None)
+
+
+#: the hot-standby lab's parameters the capstone does not take (its own timeline replaces them)
+HOT_STANDBY_SKIP = ("upgrade_at", "crash_at", "crash_components", "heartbeats_setting", "handover_samples")
+
+
+def hot_standby_params():
+    from .labs.hot_standby import LAB as HS
+    from .params import ParamSet
+
+    return ParamSet([q for q in HS.params if q.name not in HOT_STANDBY_SKIP])
+
+
+class SchedulerGaps(Component):
+    """Hands the scheduler's leader gaps (hot standby) to the scale-up: while no scheduler leads,
+    no pod is scheduled."""
+
+    name = "scheduler_gaps"
+
+    def __init__(self, failover, scaleup):
+        self.failover, self.scaleup = failover, scaleup
+
+    def before_tick(self, cp, t0: float, t1: float) -> None:
+        from .clients.controllers import SCHED
+
+        f = self.failover
+        gaps = [(g.stopped_at, g.first_work_at) for g in f.gaps if g.component == SCHED]
+        gaps += [(g.stopped_at, math.inf) for g in f._open_gap.values() if g is not None and g.component == SCHED]
+        if gaps != self.scaleup.gaps:
+            self.scaleup.gaps = gaps
+            self.scaleup._decided = None
 
 
 @dataclass
@@ -145,6 +183,18 @@ def build(switches: Mapping[str, str], p: Mapping[str, Any], *, incidents: Mappi
                           seed=int(p["seed"]))
         comps.append(scaleup)
     extra = {}
+    # hot standby: kube-controller-manager and kube-scheduler replicas, their leases and warm-ups
+    from .labs.hot_standby import LAB as HS, make_component
+
+    q = HS.resolve(switches["hot_standby"])
+    q.update({k: p[k] for k in q if k in p})
+    if "informer_list_source" not in p.get("_given", ()):
+        q["informer_list_source"] = "etcd" if switches["cached_reads"] == "off" else "watch-cache"
+    failover = make_component(switches["hot_standby"], q, work, costs)
+    comps.append(failover)
+    extra["hot_standby"] = failover
+    if scaleup is not None:
+        comps.append(SchedulerGaps(failover, scaleup))
     for s in LATER:
         make = _later(s)
         if make is not None:
@@ -153,6 +203,13 @@ def build(switches: Mapping[str, str], p: Mapping[str, Any], *, incidents: Mappi
             comps.extend(made)
     cp = ControlPlane(p, work, behaviour, tick=p["tick"], duration=p["duration"], seed=p["seed"],
                       components=comps)
+    from .clients.controllers import KCM
+
+    if incidents.get("kcm_upgrade_at", math.inf) < p["duration"]:
+        failover.rollout(incidents["kcm_upgrade_at"], float(q["upgrade_restart_seconds"]), float(q["rollout_step_pause"]),
+                         name="controller upgrade")
+    if incidents.get("kcm_crash_at", math.inf) < p["duration"]:
+        failover.crash(incidents["kcm_crash_at"], [KCM], float(q["crashloop_backoff_initial"]), name="controller crash")
     # bookmarks: what a resumed watch costs and who relists (kubelets are the selective watchers)
     cpu_per_watch, relist = bookmark_costs(switches["bookmarks"], p)
     k = work.index("kubelet")

@@ -246,6 +246,34 @@ class ControlPlane:
         self._connect_due(0.0, self.dt, initial=True)
 
     # ------------------------------------------------------------------------------------
+    # a component changes what one client class sends (a controller that becomes leader)
+    # ------------------------------------------------------------------------------------
+    def set_class_load(self, c: int, rates: np.ndarray | None = None, watch_bytes_per_s: float | None = None,
+                       watches: float | None = None, relist_bytes: float | None = None) -> None:
+        """Change client class ``c``'s load from now on: its request rates per stream (per
+        client), the watch bytes pushed to each of its clients, the watches each holds, and
+        the bytes of its re-list. Every table derived from them is updated."""
+        cls = self.w.classes[c]
+        if rates is not None:
+            self.rates[c] = rates
+            self.rate_T[:, c] = rates
+            self.req_rate[c] = float(np.sum(rates))
+            cls.rates = np.array(rates, dtype=float)
+            watch_reopen = self.watches[c] / (1.5 * self.cn.min_watch)
+            self.goaway_rate[c] = self.b.goaway_chance * (self.req_rate[c] + watch_reopen)
+        if watch_bytes_per_s is not None:
+            cls.watch_bytes_per_s = float(watch_bytes_per_s)
+            self.watch_cpu[c] = cls.watch_bytes_per_s * self.w.watch_send_cpu_per_byte
+        if watches is not None:
+            cls.watches = watches
+            self.watches[c] = float(watches)
+            self._watch_mem[c] = self.watches[c] * self.w.watch_memory
+        if relist_bytes is not None:
+            cls.relist_bytes = float(relist_bytes)
+            self.relist_bytes[c] = cls.relist_bytes
+            self.relist_cpu[c] = self.w.relist_cpu(self.costs)[c]
+
+    # ------------------------------------------------------------------------------------
     # lifecycle
     # ------------------------------------------------------------------------------------
     def stop_instance(self, j: int, t: float, restart_after: float | None) -> None:
@@ -716,6 +744,8 @@ def footprint(what: str, clients: int, slots: int, steps: int, streams: int):
 
 def imbalance(values: np.ndarray, state: np.ndarray) -> np.ndarray:
     """max / mean over the ready instances, per tick (nan when none is ready)."""
+    import warnings
+
     ready = state == READY
     v = np.where(ready, values, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():

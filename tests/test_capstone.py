@@ -134,3 +134,17 @@ def test_scorecard_rows_and_claims_are_computed():
     assert (card["slos_broken"] >= 0).all()
     broken = card[card.slos_broken > 0]
     assert broken["chain"].str.contains("breaks").all()
+
+
+def test_zoom_controller_failover_matches_the_hot_standby_lab():
+    """The capstone's kube-controller-manager crash gives the hot-standby lab's interruption (the
+    same component on the same core; the lease timing sets it)."""
+    from kscale_lab.labs.hot_standby import LAB as HS
+
+    for setting in ("off", "article"):
+        lab = HS.run(setting, {"nodes": 2000, "duration": 300.0, "upgrade_at": 9999.0, "crash_at": 120.0,
+                               "crash_components": "kube-controller-manager"}).summary["kcm_crash_interruption_s"]
+        cap = LAB.run(setting, dict(SMALL, duration=300.0, kcm_crash_at=120.0, incidents="kcm_crash"))
+        fo = cap.failovers
+        got = float(fo.loc[fo.event == "controller crash", "interruption_s"].iloc[0])
+        assert got == pytest.approx(lab, rel=0.3, abs=3.0)

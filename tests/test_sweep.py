@@ -63,7 +63,7 @@ def test_every_lab_sweeps(tmp_path):
     for name, lab in registry().items():
         tasks, heads = sweeps.plan(lab, {}, None, 1, {})
         assert len(tasks) == len(lab.settings)
-        assert all(lab.memory_estimate(t[2], t[3]) > 0 for t in tasks)
+        assert all(lab.memory_estimate(t[2], t[3])[0] > 0 for t in tasks)
 
 
 @pytest.mark.parametrize("grid, kw, needle", [
@@ -87,25 +87,26 @@ def test_bad_input_is_refused_before_anything_runs(monkeypatch, grid, kw, needle
 
 
 def test_too_large_for_memory_is_refused_with_the_estimate(monkeypatch, capsys):
-    monkeypatch.setenv("KSCALE_LAB_MEMORY_LIMIT_GIB", "0.1")
+    monkeypatch.setenv("KSCALE_LAB_MEMORY_LIMIT_GIB", "0.5")
     monkeypatch.setattr(sweeps, "run_task", lambda t: pytest.fail("ran before refusing"))
-    # one run fits (about 65 MB at 10k nodes), three at once do not: asked-for workers are refused...
+    # one run fits (about 0.3 GiB at 10k nodes, the interpreter included), three at once do not:
+    # asked-for workers are refused...
     with pytest.raises(sweeps.SweepTooLarge, match="3 workers at once"):
         sweeps.sweep("heartbeats", {}, workers=3, progress=False)
     # ... and a run that alone does not fit is refused whatever the workers
-    rc = main(["sweep", "heartbeats", "--grid", "nodes=10000,40000"])
+    rc = main(["sweep", "heartbeats", "--grid", "nodes=10000,100000"])
     err = capsys.readouterr().err
     assert rc == 2 and "largest run alone" in err and "KSCALE_LAB_MEMORY_LIMIT_GIB" in err
     assert len(err.strip().splitlines()) == 1
 
 
 def test_default_workers_shrink_to_fit_memory(monkeypatch, hb_lab):
-    monkeypatch.setenv("KSCALE_LAB_MEMORY_LIMIT_GIB", "0.1")
+    monkeypatch.setenv("KSCALE_LAB_MEMORY_LIMIT_GIB", "0.5")
     monkeypatch.setattr(sweeps.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     tasks, _ = sweeps.plan(hb_lab, {"node_object_bytes": [5_000, 10_000]})
-    one = hb_lab.memory_estimate("off")
+    one = max(hb_lab.memory_estimate(t[2], t[3])[0] for t in tasks)
     k, _ = sweeps._fit_workers(hb_lab, tasks, None, local=True)
-    assert k == int(0.1 * 1024**3 // one) and 1 <= k < 6
+    assert k == int(0.5 * 1024**3 // one) and 1 <= k < 6
 
 
 def test_interrupted_sweep_keeps_finished_rows(tmp_path, monkeypatch):

@@ -196,6 +196,20 @@ QUESTIONS: dict[str, list[Question]] = {
         Question("best_node_share_relaxed", "share of pods still placed on a best-scoring node, relaxed search",
                  _s("article", "best_score_share"), kind="share"),
     ],
+    "hot-standby": [
+        Question("upgrade_interruption_with_fix_s", "kube-controller-manager without a working leader during the "
+                 "upgrade, longest handover, warm standby + release (article)",
+                 _s("article", "kcm_upgrade_interruption_max_s"), "s"),
+        Question("crash_interruption_with_fix_s", "... after its leader crashes (article)",
+                 _s("article", "kcm_crash_interruption_s"), "s"),
+        Question("crash_interruption_without_fix_s", "... after its leader crashes, cold standby (off)",
+                 _s("off", "kcm_crash_interruption_s"), "s"),
+        Question("warm_standby_memory_gb", "memory one warm kube-controller-manager standby holds",
+                 _s("article", "kcm_standby_memory_bytes", 1e-9), "GB"),
+        Question("warm_standby_spares_the_lists", "with warm standbys, do the API servers serve no warm-up LIST "
+                 "after the crash?", lambda lab: _summary(lab.name, "article")["list_apiserver_cpu_s_crash"] == 0,
+                 kind="yes/no"),
+    ],
 }
 
 

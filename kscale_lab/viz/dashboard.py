@@ -94,6 +94,7 @@ class Dashboard:
         self.controls = _StandIns()
         self.summary, self.status = _StandIn(""), _StandIn("")
         self.sources = {}
+        self._memo = {}
         self.overrides = lambda: (result.setting, _Given(given, effective))
         self.layout = self.make_figures()
         self.plot = self.widget = None
