@@ -36,6 +36,7 @@ is); latency is the fluid queue's wait plus a request's own CPU and etcd time, p
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,6 +85,7 @@ class Behaviour:
     goaway_chance: float = 0.0      # upstream --goaway-chance
     graceful_shutdown: bool = False  # upstream --shutdown-delay-duration + --shutdown-send-retry-after
     max_surge: int = 0              # rollouts: new instances started before old ones stop
+    ready_before_cache: bool = False  # before KEP-4568: /readyz says yes before the watch caches are filled
 
 
 @dataclass
@@ -104,9 +106,17 @@ class Component:
     (+ ``arrivals``) -> ``admission`` (each returns the (instances x streams) share it rejects, combined with the
     others) -> ``extra_cpu`` -> the fluid CPU queue -> ``latency`` (added non-CPU latency,
     instances x streams) -> ``memory`` (bytes per instance beside the core's) -> the OOM check
-    -> ``after_tick`` (feedback). ``summary`` adds metrics to the run's summary."""
+    -> ``after_tick`` (feedback). ``summary`` adds metrics to the run's summary.
+
+    ``relist`` is offered the clients that must re-list (their watch cannot resume) before the
+    core serves them from the instance's cache: a component that models LISTs itself (from
+    etcd while a cache fills, 429 until it is ready, through API Priority and Fairness) returns
+    the mask of the clients it takes. A component with ``replaces_max_inflight = True`` does the
+    inflight limiting itself (API Priority and Fairness does, upstream): the core then skips its
+    max-inflight filter."""
 
     name = "component"
+    replaces_max_inflight = False
 
     def attach(self, cp: "ControlPlane") -> None:
         pass
@@ -116,6 +126,9 @@ class Component:
 
     def arrivals(self, cp: "ControlPlane", t0: float) -> np.ndarray | None:
         """Extra requests per second (instances x streams) this tick: a burst, a storm."""
+        return None
+
+    def relist(self, cp: "ControlPlane", idx: np.ndarray, target: np.ndarray, t: float) -> np.ndarray | None:
         return None
 
     def admission(self, cp: "ControlPlane", A: np.ndarray, t0: float) -> np.ndarray | None:
@@ -159,6 +172,7 @@ class ControlPlane:
         rng = self.engine.rng
         self.rng = rng
         self.inst = InstanceSet(self.k, c.apiserver_cores, p, self.n_api)
+        self.inst.ready_before_cache = bool(behaviour.ready_before_cache)
         self.init_seconds = cache_init_seconds(workload.cache_objects, workload.cache_bytes, p)
         self.inst.cache_since[: self.n_api] = -1e9
         self.lb = LoadBalancer(self.k, p["lb_policy"], p, rng, healthy=self.inst.readyz.copy())
@@ -192,7 +206,9 @@ class ControlPlane:
         self._bytes_per_cpu = 1.0 / max(workload.watch_send_cpu_per_byte, 1e-30)
         self._cache_mem = workload.cache_bytes * workload.object_memory_factor
         self._watch_mem = self.watches * workload.watch_memory
-        self._init_cpu_per_s = (workload.cache_bytes * self.costs.protobuf_decode_ns_per_byte * 1e-9
+        # CPU of filling the watch caches, spread over the fill (a component that models the fill
+        # itself sets this to 0)
+        self.init_cpu_per_s = (workload.cache_bytes * self.costs.protobuf_decode_ns_per_byte * 1e-9
                                 / max(self.init_seconds, 1e-9))
         # goaway: a Poisson process per client of rate chance x (requests + watch re-opens) / s
         watch_reopen = self.watches / (1.5 * self.cn.min_watch)
@@ -222,6 +238,7 @@ class ControlPlane:
             setattr(self, name, 0)
         # initial connections: every client dials at t=0 through the load balancer
         self.components = list(components or [])
+        self._own_inflight = any(comp.replaces_max_inflight for comp in self.components)
         for comp in self.components:
             comp.attach(self)
         everyone = np.arange(self.cn.n)
@@ -306,6 +323,13 @@ class ControlPlane:
             for j in np.flatnonzero((inst.state == TERMINATING) & (inst.exit_at < t1)):
                 self._exit(int(j), t0, self._pending_restart.pop(int(j), None), "stopped")
 
+    def set_rate(self, cls: int, stream: int, value: float) -> None:
+        """Change one class's request rate of one stream (requests/s per client) from now on: a
+        component that switches a client class on or off (a buggy DaemonSet starting)."""
+        self.rates[cls, stream] = float(value)
+        self.rate_T[stream, cls] = float(value)
+        self.req_rate = self.rates.sum(axis=1)
+
     def health_check(self, t: float) -> None:
         registered = self.inst.state != ABSENT
         for j in self.lb.probe(self.inst.readyz, registered):
@@ -322,6 +346,10 @@ class ControlPlane:
         cn = self.cn
         due = cn.due("t_connect", t1)
         if due.size == 0:
+            return
+        if not self.inst.accepting(t0).any():
+            # no instance takes a connection (all restarting): every dial fails, try again later
+            cn.set_timer("t_connect", due, t1 + self.rng.random(due.size) * 2.0 * cn.delay)
             return
         due = due[np.argsort(cn.t_connect[due], kind="stable")]
         picks = self.lb.pick(due.size, self._open_conns())
@@ -369,7 +397,13 @@ class ControlPlane:
             self._extra_cpu += np.bincount(target[resumed], weights=self.resume_cpu[cn.cls[idx[resumed]]],
                                            minlength=self.k)
         if stale.any():
-            self._relist(idx[stale], target[stale], t)
+            idx, target = idx[stale], target[stale]
+            for comp in self.components:
+                taken = comp.relist(self, idx, target, t)
+                if taken is not None and taken.any():
+                    idx, target = idx[~taken], target[~taken]
+            if idx.size:
+                self._relist(idx, target, t)
 
     def _relist(self, idx: np.ndarray, target: np.ndarray, t: float) -> None:
         """Clients ``idx`` re-list from their instance's cache: its CPU now, its response held in
@@ -482,7 +516,9 @@ class ControlPlane:
                 A = A + x
         fan_cpu = (cn.watch_counts @ self.watch_cpu) * dt   # K core-seconds of watch fan-out
         held = A * self.lat                                  # requests in flight (Little)
-        if held.sum(axis=1).max() > self._inflight_floor:
+        if self._own_inflight:
+            rej = self._zeros_ks
+        elif held.sum(axis=1).max() > self._inflight_floor:
             rej = inflight_rejections(A, self.lat, self.mutating, self.long_running,
                                       self.costs.max_mutating_requests_inflight, self.costs.max_requests_inflight)
         else:
@@ -496,14 +532,16 @@ class ControlPlane:
         self.rej = rej
         adm = A - A * rej if rej is not self._zeros_ks else A
         rejected = A.sum(axis=1) - adm.sum(axis=1)
+        self._rejected_total += float(rejected.sum()) * dt
+        self._requests_total += float(A.sum()) * dt
         demand = (adm @ self.cpu_s + rejected * w.reject_cpu + w.ingest_cpu_per_s) * dt + fan_cpu + self._extra_cpu
         for comp in comps:
             x = comp.extra_cpu(self, adm, t0)
             if x is not None:
                 demand = demand + x
-        starting = inst.state == STARTING
-        if starting.any():
-            demand = demand + np.where(starting & (inst.accept_at <= t0), self._init_cpu_per_s * dt, 0.0)
+        filling = serving & (inst.accept_at <= t0) & (inst.cache_at > t0)
+        if filling.any() and self.init_cpu_per_s:
+            demand = demand + np.where(filling, self.init_cpu_per_s * dt, 0.0)
         demand = np.where(serving, demand, 0.0)
         self._extra_cpu = np.zeros(self.k)
         cap = inst.cores * dt
@@ -711,7 +749,7 @@ def imbalance(values: np.ndarray, state: np.ndarray) -> np.ndarray:
     ready = state == READY
     v = np.where(ready, values, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)      # ticks with no ready instance: nan, said below
         mean = np.nanmean(np.where(ready, values, np.nan), axis=1) if ready.any() else np.full(len(values), np.nan)
         mx = np.nanmax(np.where(ready, v, -np.inf), axis=1)
         out = mx / mean

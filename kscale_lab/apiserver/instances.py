@@ -17,7 +17,10 @@ yes earlier, see the flow-control lab). While it cooks it uses two resources:
   again.
 
 An instance goes through ``ABSENT -> STARTING -> READY -> (TERMINATING) -> DOWN`` and
-back to ``STARTING`` on a restart. Stops come in two kinds: immediate (the process
+back to ``STARTING`` on a restart. Before KEP-4568's post-start hook an instance said
+ready as soon as it served, *before* its caches were filled (``ready_before_cache``):
+then it is READY from ``accept_at`` while ``cache_at`` (when its caches are filled) is
+still ahead, and requests that need the cache meet an empty one (the flow-control lab). Stops come in two kinds: immediate (the process
 exits, every connection breaks) and graceful, as upstream does it today:
 ``--shutdown-delay-duration`` (``/readyz`` fails first so the load balancer can drain),
 then ``--shutdown-send-retry-after`` (new requests get 429 + ``Connection: close``),
@@ -88,6 +91,8 @@ class InstanceSet:
         self.state = np.full(slots, ABSENT, dtype=np.int8)
         self.state[:running] = READY
         self.ready_at = np.zeros(slots)
+        self.cache_at = np.full(slots, -1e9)           # when the watch caches are (were) filled
+        self.ready_before_cache = False                # /readyz says yes before the caches are filled
         self.cache_since = np.full(slots, -1e9)        # the watch caches hold history since this time
         self.accept_at = np.zeros(slots)               # STARTING: accepts connections from this time
         self.restart_at = np.full(slots, np.inf)
@@ -122,21 +127,26 @@ class InstanceSet:
         return self.state == READY
 
     def cache_fill(self, t: float) -> np.ndarray:
-        """Share of the watch caches filled (1 once ready)."""
-        out = np.where(self.state == READY, 1.0, 0.0)
-        starting = self.state == STARTING
-        if starting.any():
-            span = np.maximum(self.ready_at - self.accept_at, 1e-9)
-            out = np.where(starting, np.clip((t - self.accept_at) / span, 0.0, 1.0), out)
-        return np.where(self.state == TERMINATING, 1.0, out)
+        """Share of the watch caches filled (1 once filled)."""
+        out = np.where(self.serving, 1.0, 0.0)
+        filling = ((self.state == STARTING) | (self.state == READY)) & (self.cache_at > t)
+        if filling.any():
+            span = np.maximum(self.cache_at - self.accept_at, 1e-9)
+            out = np.where(filling, np.clip((t - self.accept_at) / span, 0.0, 1.0), out)
+        return out
+
+    def cache_ready(self, t: float) -> np.ndarray:
+        """Instances that run and whose watch caches are filled at ``t``."""
+        return self.serving & (self.cache_at <= t)
 
     # -- transitions --------------------------------------------------------------------
     def start(self, j: int, t: float, init_seconds: float) -> None:
         """Start the process at ``t``: it accepts connections after ``apiserver_start_seconds``
-        and is ready once its caches are filled."""
+        and is ready once its caches are filled (or at once, with ``ready_before_cache``)."""
         self.state[j] = STARTING
         self.accept_at[j] = t + self.start_seconds
-        self.ready_at[j] = t + self.start_seconds + init_seconds
+        self.cache_at[j] = t + self.start_seconds + init_seconds
+        self.ready_at[j] = self.accept_at[j] if self.ready_before_cache else self.cache_at[j]
         self.restart_at[j] = np.inf
         self.drain_at[j] = self.exit_at[j] = np.inf
         self.backlog[j] = 0.0
@@ -147,7 +157,7 @@ class InstanceSet:
         due = np.flatnonzero((self.state == STARTING) & (self.ready_at <= t))
         if due.size:
             self.state[due] = READY
-            self.cache_since[due] = self.ready_at[due]
+            self.cache_since[due] = self.cache_at[due]
         return due
 
     def stop(self, j: int, t: float, restart_after: float | None) -> None:
@@ -158,6 +168,7 @@ class InstanceSet:
         self.memory[j] = 0.0
         self.drain_at[j] = self.exit_at[j] = np.inf
         self.cache_since[j] = -1e9
+        self.cache_at[j] = np.inf
         self.restart_at[j] = np.inf if restart_after is None else t + restart_after
 
     def terminate(self, j: int, t: float, shutdown_delay: float, drain_seconds: float) -> None:

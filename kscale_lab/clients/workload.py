@@ -124,6 +124,10 @@ class ClientClass:
     relist_objects: float           # objects returned when its watch cannot resume (410)
     relist_bytes: float             # bytes of that re-list
     heavy: bool = False             # a controller (few clients, large load each)
+    # who it authenticates as (API Priority and Fairness classifies on it): ``{i}`` in the user
+    # name stands for the client's index (each kubelet is its own user, system:node:<name>)
+    user: str = ""
+    groups: tuple = ()
 
 
 @dataclass
@@ -309,13 +313,17 @@ def build_workload(p: Mapping, costs: Costs, heartbeats: str = "upstream") -> Wo
     r[S["event_write"]] = event_writes / max(n, 1)
     kubelet_bytes = churn * 7.0 / max(n, 1) * pod_bytes + post_r * nb
     classes.append(ClientClass("kubelet", "kubelet/v1.x (linux/amd64)", n, r, int(p["kubelet_watches"]),
-                               kubelet_bytes, pods / max(n, 1) + 1, pods / max(n, 1) * pod_bytes + nb))
+                               kubelet_bytes, pods / max(n, 1) + 1, pods / max(n, 1) * pod_bytes + nb,
+                               user="system:node:node-{i}", groups=("system:nodes", "system:authenticated")))
     if p["kube_proxy"]:
         eps = float(p["services"]) * 1.2
         proxy_bytes = eps_writes * p["endpointslice_bytes"]
         classes.append(ClientClass("kube-proxy", "kube-proxy/v1.x (linux/amd64)", n, np.zeros(n_streams), 2,
                                    proxy_bytes, float(p["services"]) + eps,
-                                   float(p["services"]) * 1000.0 + eps * p["endpointslice_bytes"]))
+                                   float(p["services"]) * 1000.0 + eps * p["endpointslice_bytes"],
+                                   user="system:serviceaccount:kube-system:kube-proxy",
+                                   groups=("system:serviceaccounts", "system:serviceaccounts:kube-system",
+                                           "system:authenticated")))
     n_ctrl = 2 + int(p["controllers_other"])
     reads = float(p["other_requests"]) * (1 - c.background_write_share)
     objects = float(p["objects"])
@@ -325,13 +333,15 @@ def build_workload(p: Mapping, costs: Costs, heartbeats: str = "upstream") -> Wo
     r[S["controller_write"]] = churn * 2.0 + eps_writes + other_writes / n_ctrl
     r[S["controller_read"]] = reads / n_ctrl
     classes.append(ClientClass("kube-controller-manager", "kube-controller-manager/v1.x", 1, r,
-                               int(p["controller_watches"]), write_bytes, objects, all_bytes, heavy=True))
+                               int(p["controller_watches"]), write_bytes, objects, all_bytes, heavy=True,
+                               user="system:kube-controller-manager", groups=("system:authenticated",)))
     r = np.zeros(n_streams)
     r[S["pod_bind"]] = churn
     r[S["controller_read"]] = reads / n_ctrl
     sched_bytes = pod_writes * pod_bytes + node_writes * nb
     classes.append(ClientClass("kube-scheduler", "kube-scheduler/v1.x", 1, r, 4, sched_bytes,
-                               pods + n, pods * pod_bytes + n * nb, heavy=True))
+                               pods + n, pods * pod_bytes + n * nb, heavy=True,
+                               user="system:kube-scheduler", groups=("system:authenticated",)))
     if p["controllers_other"] > 0:
         k = int(p["controllers_other"])
         r = np.zeros(n_streams)
@@ -339,7 +349,10 @@ def build_workload(p: Mapping, costs: Costs, heartbeats: str = "upstream") -> Wo
         r[S["controller_read"]] = reads / n_ctrl
         r[S["list_pods_all"]] = float(p["cluster_list_rate"]) / k
         classes.append(ClientClass("other-controllers", "operator/v0.x", k, r, int(p["controller_watches"]),
-                                   0.25 * write_bytes, 0.25 * objects, 0.25 * all_bytes, heavy=True))
+                                   0.25 * write_bytes, 0.25 * objects, 0.25 * all_bytes, heavy=True,
+                                   user="system:serviceaccount:operators:operator-{i}",
+                                   groups=("system:serviceaccounts", "system:serviceaccounts:operators",
+                                           "system:authenticated")))
     ingest = write_bytes * c.protobuf_decode_ns_per_byte * NS + writes * float(p["event_ingest_cpu"])
     return Workload(classes, cpu, extra, mem, c.watch_send_ns_per_byte * NS, ingest, write_bytes, writes,
                     objects, all_bytes, c.reject_overhead, float(p["request_memory_bytes"]),

@@ -118,6 +118,18 @@ SLO_WORDS = {"API call latency, mutating (p99 <= 1 s)": "write latency",
 
 
 QUESTIONS: dict[str, list[Question]] = {
+    "flow-control": [
+        Question("restart_crashes_off", "without protection (off), does an API server crash (OOM) after the restart?",
+                 lambda lab: _summary(lab.name, "off")["restart_crashes"] > 0, kind="yes/no"),
+        Question("etcd_gb_per_s_during_fill_off", "GB/s etcd sends to the API servers while their caches fill (off)",
+                 _s("off", "restart_etcd_bytes_read_peak_per_s", 1e-9), "GB/s"),
+        Question("busiest_resource_article", "the busiest resource while the clients re-list (article)",
+                 lambda lab: _summary(lab.name, "article")["restart_binding_resource"].lower(), kind="choice",
+                 choices=("apiserver cpu", "apiserver memory", "network etcd->apiserver",
+                          "network apiserver->clients", "etcd cpu")),
+        Question("lease_success_ds_upstream", "share of Lease renewals that succeed while the DaemonSet runs (upstream)",
+                 _s("upstream", "ds_lease_success_share"), kind="share"),
+    ],
     "apiserver-lb": [
         Question("busiest_share_after_upgrade", "share of the clients on the busiest API server after the upgrade "
                  "(off, round robin)", _s("off", "upgrade_busiest_share"), kind="share"),
