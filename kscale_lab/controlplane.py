@@ -100,10 +100,16 @@ class Component:
     subclassing this and passing it to :class:`ControlPlane`; every hook is optional.
 
     Order within a tick: ``before_tick`` (events, client actions) -> the core's load ->
-    ``admission`` (each returns the (instances x streams) share it rejects, combined with the
-    others) -> ``extra_cpu`` -> the fluid CPU queue -> ``latency`` (added non-CPU latency,
-    instances x streams) -> ``memory`` (bytes per instance beside the core's) -> the OOM check
-    -> ``after_tick`` (feedback). ``summary`` adds metrics to the run's summary."""
+    ``arrivals`` (requests per second added to the clients' own, instances x streams: retries)
+    -> ``in_flight`` (requests holding a max-inflight slot, if the component counts them
+    itself) -> ``admission`` (each returns the (instances x streams) share it rejects, combined
+    with the others) -> ``extra_cpu`` -> the fluid CPU queue -> ``latency`` (added non-CPU
+    latency, instances x streams) -> ``memory`` (bytes per instance beside the core's) -> the
+    OOM check -> ``after_tick`` (feedback). ``summary`` adds metrics to the run's summary.
+
+    A component whose ``in_flight`` returns counts owns the request path: the max-inflight
+    filter uses its counts instead of Little's law (arrivals x latency), and the core no longer
+    adds the memory of requests in flight (the component's ``memory`` returns it)."""
 
     name = "component"
 
@@ -112,6 +118,12 @@ class Component:
 
     def before_tick(self, cp: "ControlPlane", t0: float, t1: float) -> None:
         pass
+
+    def arrivals(self, cp: "ControlPlane", A: np.ndarray, t0: float) -> np.ndarray | None:
+        return None
+
+    def in_flight(self, cp: "ControlPlane", A: np.ndarray, t0: float) -> np.ndarray | None:
+        return None
 
     def admission(self, cp: "ControlPlane", A: np.ndarray, t0: float) -> np.ndarray | None:
         return None
@@ -438,11 +450,21 @@ class ControlPlane:
         serving = inst.serving
         # --- load ---------------------------------------------------------------------------
         A = cn.req_counts @ self.rates                      # K x S requests per second
+        for comp in comps:
+            x = comp.arrivals(self, A, t0)
+            if x is not None:
+                A = A + x
         fan_cpu = (cn.watch_counts @ self.watch_cpu) * dt   # K core-seconds of watch fan-out
-        held = A * self.lat                                  # requests in flight (Little)
+        owned = None                                         # requests in flight counted by a component
+        for comp in comps:
+            x = comp.in_flight(self, A, t0)
+            if x is not None:
+                owned = x
+        held = A * self.lat if owned is None else owned      # requests in flight (Little, or counted)
         if held.sum(axis=1).max() > self._inflight_floor:
             rej = inflight_rejections(A, self.lat, self.mutating, self.long_running,
-                                      self.costs.max_mutating_requests_inflight, self.costs.max_requests_inflight)
+                                      self.costs.max_mutating_requests_inflight, self.costs.max_requests_inflight,
+                                      held=held)
         else:
             rej = self._zeros_ks
         if self.b.shed_429 and inst.util.max() > self.p["lb_429_threshold"]:
@@ -484,7 +506,7 @@ class ControlPlane:
         pending_events = inst.backlog * np.divide(fan_cpu, np.maximum(demand, 1e-12)) * self._bytes_per_cpu
         in_flight = adm * self.lat
         mem = (inst.base_memory + inst.cache_fill(t0) * self._cache_mem + (cn.watch_counts @ self._watch_mem)
-               + in_flight @ self.mem_s + self._relist_mem + pending_events)
+               + (in_flight @ self.mem_s if owned is None else 0.0) + self._relist_mem + pending_events)
         for comp in comps:
             x = comp.memory(self, adm, t0)
             if x is not None:

@@ -75,10 +75,11 @@ SHEDDING_PARAMS = ParamSet([
 
 
 def inflight_rejections(A: np.ndarray, latency: np.ndarray, mutating: np.ndarray, long_running: np.ndarray,
-                        max_mutating: float, max_readonly: float) -> np.ndarray:
-    """Share of each (instance, stream) rejected by the max-inflight filter (Little's law on the
-    previous tick's latency)."""
-    held = A * latency
+                        max_mutating: float, max_readonly: float, held: np.ndarray | None = None) -> np.ndarray:
+    """Share of each (instance, stream) rejected by the max-inflight filter: Little's law on the
+    previous tick's latency, or ``held`` (requests in flight) where a component counts them."""
+    if held is None:
+        held = A * latency
     counted = ~long_running
     mut = (held * (mutating & counted)).sum(axis=1)
     ro = (held * (~mutating & counted)).sum(axis=1)

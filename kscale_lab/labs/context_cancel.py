@@ -1,0 +1,190 @@
+"""Lab: context-aware request handling, or the goroutines and memory that outlive their clients.
+
+The article, section 6: serving a request may call out (etcd, admission webhooks, the API
+server itself). "If the client has given up but the server keeps working for it,
+goroutines and resources pile up; and clients, being level-triggered, retry at once, so the
+pile grows until the API server OOMs and crashes." Fix: propagate the request's context and
+stop downstream work when the client is gone (admission and webhooks became context-aware
+in Kubernetes 1.16). Upstream later plumbed the request's deadline from ``?timeout=`` /
+``--request-timeout`` through admission and storage (PR #96061/#96901).
+
+Everything runs on the shared control-plane core (:mod:`kscale_lab.controlplane`), 3 API
+servers and 20,000 clients at 10k nodes, with the request path as a component
+(:class:`~kscale_lab.apiserver.requests.RequestPathComponent`): per instance and stream,
+the requests in flight as fluid cohorts, each holding a goroutine and its memory until it
+ends, the clients' timeouts and retries. An incident (a slow admission webhook, a slow
+etcd, or both) lasts ``incident_for`` seconds from ``incident_at``. What the lab computes,
+per tick and instance: request goroutines, their memory against the limit, clients
+waiting, answers that reached a waiting client (goodput), CPU spent on requests whose client
+had already left (wasted), retries, 429s, crashes; and, for the incident's steady part, the
+goroutines beside Little's law's arrival rate x client timeout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..apiserver.requests import (
+    ANSWERED, CANCELLED, FAILED, OUTCOMES, PLAUSIBLE, REQUEST_PARAMS, SERIES, TIMED_OUT, Incident,
+    RequestPathComponent,
+)
+from ..clients.workload import build_workload
+from ..controlplane import CONTROLPLANE_PARAMS, Behaviour, ControlPlane, ControlPlaneResult
+from ..costs import COST_PARAMS, Costs
+from ..errors import ParameterError
+from ..params import ParamSet
+from ..scenario import SCENARIO_PARAMS, Scenario, check_memory
+from .base import Lab
+from .heartbeats import HEARTBEAT_PARAMS
+
+_DURATION = dataclasses.replace(SCENARIO_PARAMS["duration"], default=1800.0,
+                                source="issue: 30 simulated minutes hold the incident and the recovery after it")
+_MAX_RO = dataclasses.replace(
+    COST_PARAMS["max_requests_inflight"], default=3000,
+    source="kubernetes cluster/gce/gci/configure-helper.sh: clusters above 3000 nodes run "
+           "--max-requests-inflight=3000 (kubernetes/kubernetes PR #62650); upstream's flag default is 400")
+_MAX_MUT = dataclasses.replace(
+    COST_PARAMS["max_mutating_requests_inflight"], default=1000,
+    source="kubernetes cluster/gce/gci/configure-helper.sh: clusters above 3000 nodes run "
+           "--max-mutating-requests-inflight=1000 (PR #62650); upstream's flag default is 200")
+_HEARTBEATS = ParamSet([q for q in HEARTBEAT_PARAMS if q.name in (
+    "node_object_bytes", "lease_object_bytes", "node_status_update_frequency", "node_lease_renew_interval",
+    "node_status_report_frequency_article", "node_status_report_frequency", "node_status_change_interval")])
+
+
+def _params() -> ParamSet:
+    scen = ParamSet([_DURATION if q.name == "duration" else q for q in SCENARIO_PARAMS])
+    costs = ParamSet([{"max_requests_inflight": _MAX_RO, "max_mutating_requests_inflight": _MAX_MUT}.get(q.name, q)
+                      for q in COST_PARAMS])
+    return REQUEST_PARAMS + CONTROLPLANE_PARAMS + _HEARTBEATS + scen + costs
+
+
+class ContextCancelLab(Lab):
+    name = "context-cancel"
+    title = "Context-aware request handling: goroutines and memory that outlive their clients"
+    switch = "context_cancel"
+    notebook = "labs/08_context_cancel.ipynb"
+    article_section = "6"
+    params = _params()
+    # upstream's webhooks are admissionregistration.k8s.io/v1: timeoutSeconds 10, failurePolicy Fail
+    setting_defaults = {"upstream": {"webhook_timeout_seconds": 10.0, "webhook_failure_policy": "Fail"}}
+    plausible = PLAUSIBLE
+
+    def check(self, p: Mapping[str, Any]) -> None:
+        from ..clients.workload import STREAMS
+        from ..apiserver.requests import stream_mask
+
+        stream_mask(p["webhook_streams"], STREAMS, "webhook_streams")
+        stream_mask(p["loopback_streams"], STREAMS, "loopback_streams")
+
+    def memory_estimate(self, p: Mapping[str, Any]) -> int:
+        """Bytes the run holds: the core's per-client arrays and records, and the cohorts' calendars
+        (ticks x instances x streams x attempts) and records."""
+        clients = int(p["nodes"]) * (2 if p["kube_proxy"] else 1) + 2 + int(p["controllers_other"])
+        steps = int(p["duration"] / p["tick"]) + 2
+        slots = int(p["apiservers"])
+        streams = 8
+        R = int(p["max_retries"]) + 1
+        core = clients * 16 * 8 + steps * slots * (12 + 2 * streams) * 8
+        cohorts = steps * slots * streams * (3 + R + 3) * 8 + steps * slots * (len(SERIES) + 2) * 8
+        return core + cohorts + 64 * 1024**2
+
+    def scenario(self, p: Mapping[str, Any]) -> Scenario:
+        return Scenario.from_params({k: p[k] for k in SCENARIO_PARAMS.defaults()})
+
+    def run(self, setting: str, overrides: Mapping[str, Any] | None = None) -> ControlPlaneResult:
+        p = self.resolve(setting, overrides)
+        self.check(p)
+        self.scenario(p)
+        check_memory(self.memory_estimate(p), f"{p['nodes']:,} nodes, {p['duration']:g} s")
+        costs = Costs.from_params({k: v for k, v in p.items() if k in COST_PARAMS})
+        work = build_workload(p, costs, "article")
+        comp = RequestPathComponent(p, setting)
+        cp = ControlPlane(p, work, Behaviour(), tick=p["tick"], duration=p["duration"], seed=p["seed"],
+                          components=[comp])
+        res = cp.run()
+        res.setting = setting
+        _attach_series(res, cp, comp)
+        res.summary.update(incident_summary(res, cp, comp, p))
+        res.summary["params"] = p
+        return res
+
+    def claims(self, results=None, overrides=None, only=None) -> dict:
+        return {}
+
+
+def _attach_series(res: ControlPlaneResult, cp: ControlPlane, comp: RequestPathComponent) -> None:
+    n = len(res.series)
+    for name in SERIES:
+        arr = comp.rec[name][:n]
+        res.instances[name] = arr.reshape(-1)
+    dt = cp.dt
+    s = res.series
+    s["apiserver_request_goroutines"] = comp.rec["goroutines"][:n].sum(axis=1)
+    s["request_memory_bytes"] = comp.rec["request_memory_bytes"][:n].sum(axis=1)
+    mem = cp.rec["memory_bytes"][:n]
+    s["memory_share_max"] = np.max(mem, axis=1) / cp.inst.limit
+    s["clients_waiting"] = comp.rec["waiting"][:n].sum(axis=1)
+    s["goodput_per_s"] = comp.rec["answered"][:n].sum(axis=1) / dt
+    s["admitted_per_s"] = comp.rec["admitted"][:n].sum(axis=1) / dt
+    s["retries_per_s"] = comp.rec["retries"][:n].sum(axis=1) / dt
+    s["rejected_per_s"] = comp.rec["rejected"][:n].sum(axis=1) / dt
+    s["wasted_cpu_cores"] = comp.rec["wasted_cpu"][:n].sum(axis=1) / dt
+    for o in ("failed", "timed_out", "cancelled", "lost"):
+        s[f"{o}_per_s"] = comp.rec[o][:n].sum(axis=1) / dt
+
+
+def incident_summary(res: ControlPlaneResult, cp: ControlPlane, comp: RequestPathComponent, p) -> dict:
+    """Goroutines, memory, goodput and waste before, during and after the incident; Little's law
+    on the incident's steady half."""
+    s = res.series
+    t = s["time"].to_numpy()
+    inc = Incident.from_params(p)
+    dt = cp.dt
+    before = t < inc.at if inc.kind != "none" else np.ones(t.size, dtype=bool)
+    during = (t >= inc.at) & (t < inc.end)
+    steady = (t >= inc.at + 0.5 * inc.length) & (t < inc.end)
+    after = t >= inc.end + 120.0
+    g = s["apiserver_request_goroutines"].to_numpy()
+    gp = s["goodput_per_s"].to_numpy()
+    waste = s["wasted_cpu_cores"].to_numpy()
+    n = t.size
+    # Little's law on the streams the incident slows: goroutines vs arrival rate x client timeout
+    st = comp.st
+    affected = st.hooked.copy() if inc.kind in ("webhook", "both") else np.zeros_like(st.hooked)
+    if inc.kind in ("etcd", "both"):
+        affected |= st.mutating
+    alive = comp.rec_alive[:n][:, :, affected].sum(axis=(1, 2))
+    lam = comp.rec_adm[:n][:, :, affected].sum(axis=(1, 2)) / dt
+    tau = float(np.mean(st.tau[affected])) if affected.any() else float("nan")
+    out = {
+        "goroutines_before": _mean(g[before]),
+        "goroutines_peak": float(np.max(g)) if n else float("nan"),
+        "goroutines_after": _mean(g[after]),
+        "affected_goroutines_steady": _mean(alive[steady]),
+        "affected_arrivals_per_s_steady": _mean(lam[steady]),
+        "client_timeout_affected_s": tau,
+        "little_product": _mean(lam[steady]) * tau,
+        "goodput_before_per_s": _mean(gp[before]),
+        "goodput_during_per_s": _mean(gp[during]),
+        "goodput_share_during": _mean(gp[during]) / max(_mean(gp[before]), 1e-9),
+        "wasted_cpu_cores_during": _mean(waste[during]),
+        "memory_before_share": _mean(s["memory_share_max"].to_numpy()[before]),
+        "memory_after_share": _mean(s["memory_share_max"].to_numpy()[after]),
+        "request_memory_peak_bytes": float(np.max(s["request_memory_bytes"])) if n else 0.0,
+        "retries_during_per_s": _mean(s["retries_per_s"].to_numpy()[during]),
+        "rejected_during_per_s": _mean(s["rejected_per_s"].to_numpy()[during]),
+    }
+    return out
+
+
+def _mean(x: np.ndarray) -> float:
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else float("nan")
+
+
+LAB = ContextCancelLab()
