@@ -20,7 +20,8 @@ order the handler chain runs it (``staging/src/k8s.io/apiserver/pkg/server/confi
 3. **admission webhooks** (the streams a webhook's rules match): ``webhook_calls`` calls in
    series, each bounded by the webhook's ``timeoutSeconds``; with ``failurePolicy: Fail`` a
    call that times out fails the request, with ``Ignore`` the request goes on;
-4. **etcd** (writes): the transaction;
+4. **etcd** (writes): the transaction; etcd itself answers "request timed out" after its
+   ``ReqTimeout`` (about 7 s), so a slow etcd holds a goroutine no longer than that;
 5. the rest of the **CPU** (encode for etcd, decode the result, encode the response).
 
 Clients give up after their own timeout (client-go sends it as ``?timeout=``) or when the
@@ -133,6 +134,10 @@ REQUEST_PARAMS = ParamSet([
     Param("etcd_slow_latency", 20.0, "s",
           "scenario: etcd's disk stalls (etcd warns of a 'slow fdatasync' above 1 s); each write waits ~20 s",
           "time one etcd write takes during the incident", lo=0, hi=3600),
+    Param("etcd_request_timeout", 7.0, "s",
+          "etcd server: a request not applied within ReqTimeout = 5 s + 2 x election timeout (1 s) fails with "
+          "'etcdserver: request timed out' (etcd server/config ReqTimeout)",
+          "etcd answers a write it could not commit in this long with an error", lo=0.001, hi=3600),
     Param("client_retry", "immediate", "1",
           "article section 6: clients are level-triggered and retry at once",
           "what a client does after a timeout or an error: retry at once, after a doubling backoff, or not",
@@ -186,12 +191,13 @@ class PathParams:
     fail_closed: bool = False          # failurePolicy Fail
     cancel_delay: float = 0.1
     post_share: float = 0.5
+    etcd_timeout: float = 7.0
 
     @classmethod
     def from_params(cls, p) -> "PathParams":
         return cls(float(p["request_timeout"]), float(p["webhook_timeout_seconds"]),
                    p["webhook_failure_policy"] == "Fail", float(p["cancellation_delay"]),
-                   float(p["post_admission_cpu_share"]))
+                   float(p["post_admission_cpu_share"]), float(p["etcd_request_timeout"]))
 
 
 @dataclass
@@ -239,7 +245,9 @@ def request_path(tau, wait, cpu, etcd, hook_lat, calls, lb, q: PathParams, pol: 
     else:
         failed = np.zeros(pre_end.shape, dtype=bool)
         hooks = calls * per_call
-    down_end = pre_end + hooks + np.where(failed, 0.0, etcd)
+    etcd_fails = ~failed & (etcd > q.etcd_timeout)           # etcd answers 'request timed out'
+    down_end = pre_end + hooks + np.where(failed, 0.0, np.minimum(etcd, q.etcd_timeout))
+    failed = failed | etcd_fails
     work_end = np.where(failed, down_end, down_end + post)
     # the client's view: an answer before it stops waiting, or its timeout / a 504
     answered_in_time = work_end <= C
@@ -264,7 +272,8 @@ def request_path(tau, wait, cpu, etcd, hook_lat, calls, lb, q: PathParams, pol: 
     pre = cpu - post
     # CPU after the client stopped waiting: the part of the pre-admission CPU that ran after it
     # (it runs in [pre_end - pre, pre_end]) and the post CPU if it ran
-    frac = np.clip((pre_end - client_end) / np.where(pre > 0, pre, 1.0), 0.0, 1.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        frac = np.clip((pre_end - client_end) / np.where(pre > 0, pre, 1.0), 0.0, 1.0)
     wasted = np.where(answered_in_time, 0.0, np.where(pre > 0, pre * frac, 0.0) + np.where(post_runs, post, 0.0))
     return Path(client_end, outcome.astype(np.int8), g_end, lb_end, work_end, post_at,
                 np.where(post_runs, post, 0.0), wasted)
@@ -301,7 +310,8 @@ def walk_request(tau, wait, cpu, etcd, hook_lat, calls, lb, q: PathParams, pol: 
         else:
             stages.append(("webhook", hook_lat, True))
     if not failed and etcd > 0:
-        stages.append(("etcd", etcd, True))
+        stages.append(("etcd", min(etcd, q.etcd_timeout), True))
+        failed = etcd > q.etcd_timeout
     if not failed and post > 0:
         stages.append(("post", post, False))
     t, g_end, stopped, lb_end, post_runs = 0.0, None, False, 0.0, False
@@ -343,7 +353,7 @@ def walk_request(tau, wait, cpu, etcd, hook_lat, calls, lb, q: PathParams, pol: 
         if post_runs:
             wasted += post
     return {"client_end": client_end, "outcome": outcome, "g_end": g_end, "lb_end": lb_end if lb > 0 else 0.0,
-            "work_end": work, "post_cpu": post if post_runs else 0.0, "wasted_cpu": wasted}
+            "work_end": work, "post_cpu": post if post_runs else 0.0, "wasted_cpu": wasted, "pre_end": pre_end}
 
 
 def retry_delay(policy: str, attempt: int, backoff: float) -> float:
