@@ -191,8 +191,8 @@ class ControlPlane:
         self.lat = np.tile(self.cpu_s + self.extra_s, (self.k, 1))
         self.mem_per_byte_cache = workload.object_memory_factor
         self._zeros_ks = np.zeros((self.k, self.cpu_s.size))
-        self._inflight_floor = 0.999 * min(self.costs.max_mutating_requests_inflight,
-                                           self.costs.max_requests_inflight)
+        limits = [x for x in (self.costs.max_mutating_requests_inflight, self.costs.max_requests_inflight) if x > 0]
+        self._inflight_floor = 0.999 * min(limits) if limits else np.inf   # a limit of 0 disables it
         self._service = self.cpu_s + self.extra_s
         self._smooth = min(1.0, self.dt / float(p["load_smoothing"]))
         self._bytes_per_cpu = 1.0 / max(workload.watch_send_cpu_per_byte, 1e-30)
@@ -460,11 +460,14 @@ class ControlPlane:
             x = comp.in_flight(self, A, t0)
             if x is not None:
                 owned = x
-        held = A * self.lat if owned is None else owned      # requests in flight (Little, or counted)
-        if held.sum(axis=1).max() > self._inflight_floor:
+        if owned is None:                                    # requests in flight by Little's law
+            need = (A * self.lat).sum(axis=1).max() > self._inflight_floor
+        else:                                                # ... or as counted, plus this tick's arrivals
+            need = (owned + A * dt).sum(axis=1).max() > self._inflight_floor
+        if need:
             rej = inflight_rejections(A, self.lat, self.mutating, self.long_running,
                                       self.costs.max_mutating_requests_inflight, self.costs.max_requests_inflight,
-                                      held=held)
+                                      held=owned, dt=dt)
         else:
             rej = self._zeros_ks
         if self.b.shed_429 and inst.util.max() > self.p["lb_429_threshold"]:

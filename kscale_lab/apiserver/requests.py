@@ -777,7 +777,9 @@ class RequestPathComponent:
         return due[..., 1:].sum(axis=-1) / dt
 
     def in_flight(self, cp, A, t0):
-        return self.c.alive
+        """Requests holding a max-inflight slot as this tick starts (those that end in it free theirs)."""
+        c = self.c
+        return np.maximum(c.alive - c.cal[min(cp._i, c.n - 1), :, :, c.G_END], 0.0)
 
     def admission(self, cp, A, t0):
         return None

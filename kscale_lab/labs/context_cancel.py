@@ -43,13 +43,14 @@ from .heartbeats import HEARTBEAT_PARAMS
 _DURATION = dataclasses.replace(SCENARIO_PARAMS["duration"], default=1800.0,
                                 source="issue: 30 simulated minutes hold the incident and the recovery after it")
 _MAX_RO = dataclasses.replace(
-    COST_PARAMS["max_requests_inflight"], default=3000,
+    COST_PARAMS["max_requests_inflight"], default=3000, lo=0,
     source="kubernetes cluster/gce/gci/configure-helper.sh: clusters above 3000 nodes run "
-           "--max-requests-inflight=3000 (kubernetes/kubernetes PR #62650); upstream's flag default is 400")
+           "--max-requests-inflight=3000 (kubernetes/kubernetes PR #62650); upstream's flag default is 400; 0 disables "
+           "the limit (without API Priority and Fairness)")
 _MAX_MUT = dataclasses.replace(
-    COST_PARAMS["max_mutating_requests_inflight"], default=1000,
+    COST_PARAMS["max_mutating_requests_inflight"], default=1000, lo=0,
     source="kubernetes cluster/gce/gci/configure-helper.sh: clusters above 3000 nodes run "
-           "--max-mutating-requests-inflight=1000 (PR #62650); upstream's flag default is 200")
+           "--max-mutating-requests-inflight=1000 (PR #62650); upstream's flag default is 200; 0 disables the limit")
 _HEARTBEATS = ParamSet([q for q in HEARTBEAT_PARAMS if q.name in (
     "node_object_bytes", "lease_object_bytes", "node_status_update_frequency", "node_lease_renew_interval",
     "node_status_report_frequency_article", "node_status_report_frequency", "node_status_change_interval")])
@@ -100,10 +101,14 @@ class ContextCancelLab(Lab):
         self.check(p)
         self.scenario(p)
         check_memory(self.memory_estimate(p), f"{p['nodes']:,} nodes, {p['duration']:g} s")
-        costs = Costs.from_params({k: v for k, v in p.items() if k in COST_PARAMS})
-        work = build_workload(p, costs, "article")
-        comp = RequestPathComponent(p, setting)
-        cp = ControlPlane(p, work, Behaviour(), tick=p["tick"], duration=p["duration"], seed=p["seed"],
+        core = dict(p)
+        for k in ("max_requests_inflight", "max_mutating_requests_inflight"):
+            if p[k] == 0:          # the flag's 0 disables the limit: the core's largest value never binds
+                core[k] = int(COST_PARAMS[k].hi)
+        costs = Costs.from_params({k: v for k, v in core.items() if k in COST_PARAMS})
+        work = build_workload(core, costs, "article")
+        comp = RequestPathComponent(core, setting)
+        cp = ControlPlane(core, work, Behaviour(), tick=p["tick"], duration=p["duration"], seed=p["seed"],
                           components=[comp])
         res = cp.run()
         res.setting = setting
