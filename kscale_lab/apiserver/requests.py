@@ -166,6 +166,9 @@ PLAUSIBLE = {
     "cancellation_delay": (0.01, 1.0, "a round trip on a LAN up to a busy client"),
     "post_admission_cpu_share": (0.2, 0.8, "encode for etcd + decode + encode the response vs decode + admission"),
     "list_timeout": (30.0, 60.0, "controllers with no client timeout get the server's 60 s; some set 30 s"),
+    "request_memory_bytes": (50_000.0, 500_000.0,
+                             "a goroutine's stack, the decoded object, the AdmissionReview and buffers: tens to hundreds "
+                             "of KB"),
 }
 
 
@@ -473,8 +476,9 @@ class CohortPath:
         self._acc = {name: 0.0 for name in ("rejected", "dropped", "retries", "lost")}
         self._acc_adm = np.zeros((k, S))
         self._acc_o = np.zeros((k, S, 4))
-        self._acc_drop = np.zeros((k, S))
-        self._acc_retry = np.zeros((k, S))
+        self._acc_unhappy = np.zeros((k, S, self.R + 1))
+        self.lost_at = np.zeros((n, k, S))
+        self._all_live = True
         self.max_outlive = 0.0          # longest a cancelled cohort's goroutine outlived its client
         kk, ss = np.meshgrid(np.arange(k), np.arange(S), indexing="ij")
         self._kk, self._ss = kk, ss
@@ -482,7 +486,9 @@ class CohortPath:
         self._kern = None
         self.path = None
         self._flat = (self.cal.reshape(-1), self.ends_o.reshape(-1), self.ends_r.reshape(-1))
+        self._rows = (k * S * 4, k * S * 4, k * S * (self.R + 1) * 2)
         self._r1 = np.arange(1, self.R + 1)
+        self._dticks = self.delay_ticks[: self.R]
 
     # -- conditions and kernels -------------------------------------------------------------
     def conditions(self, t: float):
@@ -556,7 +562,9 @@ class CohortPath:
         return self.retry_cal[min(i, self.n - 1)]
 
     def step(self, i: int, arrivals: np.ndarray, rej: np.ndarray, wait: np.ndarray, live: np.ndarray,
-             extra_wait: np.ndarray | None = None) -> dict:
+             extra_wait: np.ndarray | None = None) -> np.ndarray:
+        """Admit this tick's attempts (less the rejected share), schedule their ends; returns the
+        admitted requests (instances x streams)."""
         self._kill(i, live, since=i)
         adm_r = arrivals * (1.0 - rej)[..., None]
         n = adm_r.sum(axis=-1)
@@ -569,8 +577,7 @@ class CohortPath:
             self._kernel(i, wait, extra_wait)
             self._key = key
         halves, outlive, _ = self._kern
-        K, S = self.k, self.S
-        row_cal, row_o, row_r = K * S * 4, K * S * 4, K * S * (self.R + 1) * 2
+        row_cal, row_o, row_r = self._rows
         calf, of, rf = self._flat
         nf = n.ravel()
         af = adm_r.ravel()
@@ -578,34 +585,32 @@ class CohortPath:
             calf[i * row_cal + ci] += cw * nf[cks]
             of[i * row_o + oi] += ow * nf
             rf[i * row_r + ri] += rw * af[rks]
-        self.alive += n
-        self.alive_lb += n * self.st.loopback
+        ended = self.cal[i]
+        self.alive += n - ended[..., self.G_END]
+        self.alive_lb += n * self.st.loopback - ended[..., self.LB_END]
         self.waiting += n
         self._acc_adm += n
-        ended = self.cal[i]
-        self.alive -= ended[..., self.G_END]
-        self.alive_lb -= ended[..., self.LB_END]
         np.maximum(self.alive, 0.0, out=self.alive)
         np.maximum(self.alive_lb, 0.0, out=self.alive_lb)
         if outlive > self.max_outlive and nf.any():
             self.max_outlive = outlive
-        return {"admitted": n, "client_latency": self.path.client_end}
+        return n
 
-    def end_tick(self, i: int, live: np.ndarray) -> dict:
-        """Clients whose request ended in tick ``i``: count the outcomes, schedule the retries."""
+    def end_tick(self, i: int, live: np.ndarray) -> np.ndarray:
+        """Clients whose request ended in tick ``i``: count the outcomes, schedule the retries.
+        Returns the ends (instances x streams x outcome; the instances' lost requests are in
+        ``lost_at``)."""
         by = self.ends_o[i]                                                            # k, s, outcome
         unhappy = self.ends_r[i, ..., 1]                                               # k, s, r
         if self.R:
-            j = np.minimum(i + self.delay_ticks[: self.R], self.n - 1)
-            self.retry_cal[j, :, :, self._r1] += np.moveaxis(unhappy[..., : self.R], -1, 0)
-        self._acc_drop += unhappy[..., self.R]
-        if self.R:
-            self._acc_retry += unhappy[..., : self.R].sum(axis=-1)
+            self.retry_cal[np.minimum(i + self._dticks, self.n - 1), :, :, self._r1] += \
+                np.transpose(unhappy[..., : self.R], (2, 0, 1))
+        self._acc_unhappy += unhappy
         self._acc_o += by
         self.waiting -= by.sum(axis=-1)
         np.maximum(self.waiting, 0.0, out=self.waiting)
-        lost = self._kill(i, live, since=i + 1)
-        return {"ends": by, "lost": lost, "wasted_cpu": self.cal[i, :, :, self.WASTE].sum(axis=1)}
+        self._kill(i, live, since=i + 1)
+        return by
 
     def post_cpu_due(self, i: int) -> np.ndarray:
         return self.cal[min(i, self.n - 1), :, :, self.POST_CPU].sum(axis=1)
@@ -619,17 +624,19 @@ class CohortPath:
         self._acc["dropped"] += float(amounts_r[..., -1].sum())
 
     # -- an instance dies --------------------------------------------------------------------
-    def _kill(self, i: int, live: np.ndarray, since: int) -> np.ndarray:
+    def _kill(self, i: int, live: np.ndarray, since: int) -> None:
         """Instances that stopped running since the last call: their requests are lost; clients
         still waiting see the connection break and retry in the next tick."""
+        if live.all() and self._all_live:
+            return
         died = self.live & ~live
         self.live = live.copy()
-        lost = np.zeros((self.k, self.S))
+        self._all_live = bool(live.all())
         if not died.any():
-            return lost
+            return
         for k in np.flatnonzero(died):
-            lost[k] = self.ends_o[since:, k].sum(axis=(0, -1))
-            pending = self.ends_r[since:, k].sum(axis=(0, -1))          # s, r: clients still waiting
+            lost = self.ends_o[since:, k].sum(axis=(0, -1))                  # s
+            pending = self.ends_r[since:, k].sum(axis=(0, -1))               # s, r: clients still waiting
             amounts = np.zeros((self.k, self.S, self.R + 1))
             amounts[k] = pending
             self._retry(i + 1, amounts)
@@ -638,9 +645,9 @@ class CohortPath:
             self.alive[k] = 0.0
             self.alive_lb[k] = 0.0
             self.waiting[k] = 0.0
-        self._acc["lost"] += float(lost.sum())
+            self.lost_at[min(i, self.n - 1), k] += lost
+            self._acc["lost"] += float(lost.sum())
         self._key = None
-        return lost
 
     @property
     def totals(self) -> dict:
@@ -648,8 +655,8 @@ class CohortPath:
         by outcome, so far."""
         o = self._acc_o.sum(axis=(0, 1))
         out = {"admitted": float(self._acc_adm.sum()), "rejected": self._acc["rejected"],
-               "retries": float(self._acc["retries"] + self._acc_retry.sum()),
-               "dropped": float(self._acc["dropped"] + self._acc_drop.sum())}
+               "retries": float(self._acc["retries"] + self._acc_unhappy[..., : self.R].sum()),
+               "dropped": float(self._acc["dropped"] + self._acc_unhappy[..., self.R].sum())}
         for code in (ANSWERED, FAILED, TIMED_OUT, CANCELLED):
             out[OUTCOMES[code]] = float(o[code])
         out["lost"] = self._acc["lost"]
@@ -705,7 +712,7 @@ def exact_run(arrivals, stream: int, st: StreamTable, q: PathParams, pol: PathPo
 # ----------------------------------------------------------------------------------------
 # on the control-plane core
 # ----------------------------------------------------------------------------------------
-#: what RequestPathComponent records per tick and instance
+#: the per-tick, per-instance series :meth:`RequestPathComponent.series` returns
 SERIES = ("goroutines", "request_memory_bytes", "waiting", "admitted", "retries", "rejected",
           "wasted_cpu", "post_cpu", *OUTCOMES)
 
@@ -719,7 +726,9 @@ class RequestPathComponent:
     runs (or never, if the request was cancelled), and sets the latency the core records to
     what the client saw. ``apf_queue_wait``: if another component on the core has a method of
     that name (the flow-control lab's API Priority and Fairness), its (instances x streams)
-    queue wait is added to the CPU wait of the upstream setting's requests."""
+    queue wait is added to the CPU wait of the upstream setting's requests.
+
+    Per tick it only copies arrays into its records; :meth:`series` reduces them once."""
 
     name = "request-path"
 
@@ -742,16 +751,20 @@ class RequestPathComponent:
         self.c = CohortPath(cp.k, self.st, cp.steps, cp.dt, PathParams.from_params(p), self.pol,
                             Incident.from_params(p), p["client_retry"], int(p["max_retries"]),
                             float(p["retry_backoff"]), float(p["retry_after"]), int(p["webhook_calls"]))
-        down = hooked | w.mutating
-        self._post_cpu_s = np.where(down & (self.c.calls + w.stream_extra_latency > 0),
-                                    w.stream_cpu * self.c.q.post_share, 0.0)
+        down = (self.c.calls > 0) | (w.stream_extra_latency > 0) | w.mutating
+        self._post_cpu_s = np.where(down, w.stream_cpu * self.c.q.post_share, 0.0)
         self._loop_cpu_s = np.where(loop, self.st.loopback_cpu, 0.0)
-        steps, k, S = cp.steps, cp.k, len(names)
-        self.rec = {name: np.zeros((steps, k)) for name in SERIES}
-        self.rec_alive = np.zeros((steps, k, S))
-        self.rec_adm = np.zeros((steps, k, S))
-        self.rec_answered = np.zeros((steps, k, S))
-        self._arr = np.zeros((k, S, self.c.R + 1))
+        steps, k, S, R1 = cp.steps, cp.k, len(names), self.c.R + 1
+        self.rec_arr = np.zeros((steps, k, S, R1))      # attempts arriving (attempt 0: the clients' own)
+        self.rec_rej = np.zeros((steps, k, S))          # share rejected (429)
+        self.rec_adm = np.zeros((steps, k, S))          # admitted
+        self.rec_alive = np.zeros((steps, k, S))        # goroutines at the tick's end
+        self.rec_alive_lb = np.zeros((steps, k, S))
+        self.rec_waiting = np.zeros((steps, k, S))
+        self.rec_ends = np.zeros((steps, k, S, 4))      # client ends by outcome
+        self.rec_mem = np.zeros((steps, k))
+        self._arr = np.zeros((k, S, R1))
+        self._mem = np.zeros(k)
         self._apf = [comp for comp in cp.components if callable(getattr(comp, "apf_queue_wait", None))]
 
     def before_tick(self, cp, t0, t1) -> None:
@@ -761,17 +774,18 @@ class RequestPathComponent:
         i, dt = cp._i, cp.dt
         due = self.c.retries_due(i).copy()
         live = self._live = cp.inst.serving
-        dead = ~live
-        if dead.any() and due[dead].sum() > 0:
+        if not live.all():
+            dead = ~live
             moved = due[dead].sum(axis=0)                         # S x R+1
-            due[dead] = 0.0
-            if live.any():
-                base = A[live]
-                tot = base.sum(axis=0)
-                share = np.where(tot > 0, base / np.where(tot > 0, tot, 1.0), 1.0 / live.sum())
-                due[live] += share[:, :, None] * moved[None]
-            else:                                                # nobody to retry against yet: next tick
-                self.c.retry_cal[min(i + 1, self.c.n - 1), 0] += moved
+            if moved.any():
+                due[dead] = 0.0
+                if live.any():
+                    base = A[live]
+                    tot = base.sum(axis=0)
+                    share = np.where(tot > 0, base / np.where(tot > 0, tot, 1.0), 1.0 / live.sum())
+                    due[live] += share[:, :, None] * moved[None]
+                else:                                            # nobody to retry against yet: next tick
+                    self.c.retry_cal[min(i + 1, self.c.n - 1), 0] += moved
         due[..., 0] = A * dt
         self._arr = due
         return due[..., 1:].sum(axis=-1) / dt
@@ -785,8 +799,8 @@ class RequestPathComponent:
         return None
 
     def extra_cpu(self, cp, adm, t0):
-        i, dt = cp._i, cp.dt
-        return (self.c.post_cpu_due(i) - adm @ self._post_cpu_s * dt + adm @ self._loop_cpu_s * dt)
+        dt = cp.dt
+        return self.c.post_cpu_due(cp._i) + adm @ (self._loop_cpu_s - self._post_cpu_s) * dt
 
     def latency(self, cp, adm, t0):
         i = cp._i
@@ -794,33 +808,26 @@ class RequestPathComponent:
         extra = None
         if self._apf and self.pol.deadline:
             extra = sum(np.asarray(comp.apf_queue_wait(cp), dtype=float) for comp in self._apf)
-        out = self.c.step(i, self._arr, np.asarray(cp.rej), wait, self._live, extra_wait=extra)
-        r = self.rec
-        r["admitted"][i] = out["admitted"].sum(axis=1)
-        r["retries"][i] = self._arr[..., 1:].sum(axis=(1, 2))
-        r["rejected"][i] = (self._arr.sum(axis=-1) * np.asarray(cp.rej)).sum(axis=1)
-        self.rec_adm[i] = out["admitted"]
-        return out["client_latency"] - cp.lat
+        rej = cp.rej
+        n = self.c.step(i, self._arr, rej, wait, self._live, extra_wait=extra)
+        self.rec_arr[i] = self._arr
+        self.rec_rej[i] = rej
+        self.rec_adm[i] = n
+        return self.c.path.client_end - cp.lat
 
     def memory(self, cp, adm, t0):
         c = self.c
-        return c.alive @ self.st.memory + c.alive_lb.sum(axis=1) * self.st.loopback_memory
+        self._mem = c.alive @ self.st.memory + c.alive_lb @ np.full(self.st.cpu.size, self.st.loopback_memory)
+        return self._mem
 
     def after_tick(self, cp, t0, t1) -> None:
         i = cp._i
         c = self.c
-        e = c.end_tick(i, cp.inst.serving)
-        r = self.rec
-        for o in (ANSWERED, FAILED, TIMED_OUT, CANCELLED):
-            r[OUTCOMES[o]][i] = e["ends"][..., o].sum(axis=1)
-        r["lost"][i] = e["lost"].sum(axis=1)
-        r["wasted_cpu"][i] = e["wasted_cpu"]
-        r["post_cpu"][i] = c.post_cpu_due(i)
-        r["goroutines"][i] = c.alive.sum(axis=1) + c.alive_lb.sum(axis=1)
-        r["waiting"][i] = c.waiting.sum(axis=1)
-        r["request_memory_bytes"][i] = self.memory(cp, None, t0)
+        self.rec_ends[i] = c.end_tick(i, cp.inst.serving)
         self.rec_alive[i] = c.alive
-        self.rec_answered[i] = e["ends"][..., ANSWERED]
+        self.rec_alive_lb[i] = c.alive_lb
+        self.rec_waiting[i] = c.waiting
+        self.rec_mem[i] = self._mem
 
     def summary(self, cp) -> dict:
         c = self.c
@@ -828,3 +835,23 @@ class RequestPathComponent:
             "goroutine_outlives_client_max_s": c.max_outlive,
             "requests_in_flight_at_end": c.in_flight(),
         }
+
+    # after the run -------------------------------------------------------------------------
+    def series(self, n: int) -> dict:
+        """The per-tick, per-instance series (``SERIES``), each (ticks x instances), from the records."""
+        c = self.c
+        ends = self.rec_ends[:n]
+        out = {
+            "goroutines": (self.rec_alive[:n] + self.rec_alive_lb[:n]).sum(axis=2),
+            "request_memory_bytes": self.rec_mem[:n],
+            "waiting": self.rec_waiting[:n].sum(axis=2),
+            "admitted": self.rec_adm[:n].sum(axis=2),
+            "retries": self.rec_arr[:n, ..., 1:].sum(axis=(2, 3)),
+            "rejected": (self.rec_arr[:n].sum(axis=-1) * self.rec_rej[:n]).sum(axis=2),
+            "wasted_cpu": c.cal[:n, :, :, c.WASTE].sum(axis=2),
+            "post_cpu": c.cal[:n, :, :, c.POST_CPU].sum(axis=2),
+            "lost": c.lost_at[:n].sum(axis=2),
+        }
+        for code in (ANSWERED, FAILED, TIMED_OUT, CANCELLED):
+            out[OUTCOMES[code]] = ends[..., code].sum(axis=2)
+        return out

@@ -117,29 +117,75 @@ class ContextCancelLab(Lab):
         res.summary["params"] = p
         return res
 
-    def claims(self, results=None, overrides=None, only=None) -> dict:
-        return {}
+    # -- claims ---------------------------------------------------------------------------
+    #: the runs each claim needs: (setting, forced overrides)
+    NO_LIMIT = {"max_requests_inflight": 0, "max_mutating_requests_inflight": 0}
+    CLAIM_RUNS = {
+        "goroutines_over_little_off": ("off", {}),
+        "crashes_off": ("off", {}),
+        "little_ratio_article": ("article", {}),
+        "goodput_gain_article": ("article", {}),
+        "goodput_gain_upstream": ("upstream", {}),
+        "request_memory_off_over_article_nolimit": ("off", NO_LIMIT),
+    }
+
+    def claims(self, results: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None,
+               only=None) -> dict:
+        """The lab's figures for ``data/claims/context-cancel.csv``. ``overrides`` apply to every run
+        (the claims' band); ``only`` limits the claims computed."""
+        results = dict(results or {})
+        overrides = dict(overrides or {})
+        memo: dict = {}
+
+        def summary(setting, forced=None):
+            forced = forced or {}
+            if not forced and not overrides and setting in results:
+                return results[setting].summary
+            key = (setting, tuple(sorted({**overrides, **forced}.items())))
+            if key not in memo:
+                memo[key] = self.run(setting, {**overrides, **forced}).summary
+            return memo[key]
+
+        def ratio(a, b):
+            return a / b if b else float("nan")
+
+        out = {}
+        for cid in [c for c in self.CLAIM_RUNS if only is None or c in set(only)]:
+            setting, forced = self.CLAIM_RUNS[cid]
+            sm = summary(setting, forced)
+            if cid == "goroutines_over_little_off":
+                out[cid] = ratio(sm["affected_goroutines_steady"], sm["little_product"])
+            elif cid == "crashes_off":
+                out[cid] = float(sm["apiserver_crashes"])
+            elif cid == "little_ratio_article":
+                out[cid] = ratio(sm["affected_goroutines_steady"], sm["little_product"])
+            elif cid in ("goodput_gain_article", "goodput_gain_upstream"):
+                out[cid] = ratio(sm["goodput_during_per_s"], summary("off")["goodput_during_per_s"])
+            elif cid == "request_memory_off_over_article_nolimit":
+                out[cid] = ratio(sm["request_memory_peak_bytes"],
+                                 summary("article", forced)["request_memory_peak_bytes"])
+        return out
 
 
 def _attach_series(res: ControlPlaneResult, cp: ControlPlane, comp: RequestPathComponent) -> None:
+    """Per instance: the component's series beside the core's; cluster-wide: their sums, per second."""
     n = len(res.series)
+    rec = comp.series(n)
     for name in SERIES:
-        arr = comp.rec[name][:n]
-        res.instances[name] = arr.reshape(-1)
+        res.instances[name] = rec[name].reshape(-1)
     dt = cp.dt
     s = res.series
-    s["apiserver_request_goroutines"] = comp.rec["goroutines"][:n].sum(axis=1)
-    s["request_memory_bytes"] = comp.rec["request_memory_bytes"][:n].sum(axis=1)
-    mem = cp.rec["memory_bytes"][:n]
-    s["memory_share_max"] = np.max(mem, axis=1) / cp.inst.limit
-    s["clients_waiting"] = comp.rec["waiting"][:n].sum(axis=1)
-    s["goodput_per_s"] = comp.rec["answered"][:n].sum(axis=1) / dt
-    s["admitted_per_s"] = comp.rec["admitted"][:n].sum(axis=1) / dt
-    s["retries_per_s"] = comp.rec["retries"][:n].sum(axis=1) / dt
-    s["rejected_per_s"] = comp.rec["rejected"][:n].sum(axis=1) / dt
-    s["wasted_cpu_cores"] = comp.rec["wasted_cpu"][:n].sum(axis=1) / dt
+    s["apiserver_request_goroutines"] = rec["goroutines"].sum(axis=1)
+    s["request_memory_bytes"] = rec["request_memory_bytes"].sum(axis=1)
+    s["memory_share_max"] = np.max(cp.rec["memory_bytes"][:n], axis=1) / cp.inst.limit
+    s["clients_waiting"] = rec["waiting"].sum(axis=1)
+    s["goodput_per_s"] = rec["answered"].sum(axis=1) / dt
+    s["admitted_per_s"] = rec["admitted"].sum(axis=1) / dt
+    s["retries_per_s"] = rec["retries"].sum(axis=1) / dt
+    s["rejected_per_s"] = rec["rejected"].sum(axis=1) / dt
+    s["wasted_cpu_cores"] = rec["wasted_cpu"].sum(axis=1) / dt
     for o in ("failed", "timed_out", "cancelled", "lost"):
-        s[f"{o}_per_s"] = comp.rec[o][:n].sum(axis=1) / dt
+        s[f"{o}_per_s"] = rec[o].sum(axis=1) / dt
 
 
 def incident_summary(res: ControlPlaneResult, cp: ControlPlane, comp: RequestPathComponent, p) -> dict:
@@ -165,6 +211,8 @@ def incident_summary(res: ControlPlaneResult, cp: ControlPlane, comp: RequestPat
     alive = comp.rec_alive[:n][:, :, affected].sum(axis=(1, 2))
     lam = comp.rec_adm[:n][:, :, affected].sum(axis=(1, 2)) / dt
     tau = float(np.mean(st.tau[affected])) if affected.any() else float("nan")
+    s["affected_goroutines"] = alive
+    s["little_product"] = lam * tau if affected.any() else np.zeros(n)
     out = {
         "goroutines_before": _mean(g[before]),
         "goroutines_peak": float(np.max(g)) if n else float("nan"),
@@ -190,6 +238,25 @@ def _mean(x: np.ndarray) -> float:
     x = np.asarray(x, dtype=float)
     x = x[np.isfinite(x)]
     return float(x.mean()) if x.size else float("nan")
+
+
+
+def guess_report(guess: Mapping[str, Any], results: Mapping[str, ControlPlaneResult]) -> str:
+    """"You guessed X, the model says Y" for the notebook's predictions (``results``: setting -> run)."""
+    off, art = results["off"].summary, results["article"].summary
+    model = {
+        "goroutines_off_over_article": (off["affected_goroutines_steady"] / max(art["affected_goroutines_steady"], 1e-9),
+                                        "{:.2f}x"),
+        "crashes_off": (off["apiserver_crashes"], "{:d}"),
+        "goodput_gain_article": (art["goodput_during_per_s"] / max(off["goodput_during_per_s"], 1e-9), "{:.2f}x"),
+    }
+    lines = []
+    for key, (value, form) in model.items():
+        g = (guess or {}).get(key)
+        said = "you did not guess" if g is None else "you guessed " + (form.format(g) if not isinstance(g, str)
+                                                                        else g)
+        lines.append(f"{key}: {said}; the model says {form.format(value)}")
+    return "\n".join(lines)
 
 
 LAB = ContextCancelLab()
