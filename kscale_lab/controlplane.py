@@ -36,6 +36,7 @@ is); latency is the fluid queue's wait plus a request's own CPU and etcd time, p
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -193,6 +194,11 @@ class ControlPlane:
         self._zeros_ks = np.zeros((self.k, self.cpu_s.size))
         limits = [x for x in (self.costs.max_mutating_requests_inflight, self.costs.max_requests_inflight) if x > 0]
         self._inflight_floor = 0.999 * min(limits) if limits else np.inf   # a limit of 0 disables it
+        mut, ro = self.costs.max_mutating_requests_inflight, self.costs.max_requests_inflight
+        self._mut_floor = 0.999 * mut if mut > 0 else np.inf
+        self._ro_floor = 0.999 * ro if ro > 0 else np.inf
+        self._mut_counted = (workload.mutating & ~workload.long_running).astype(float)
+        self._ro_counted = (~workload.mutating & ~workload.long_running).astype(float)
         self._service = self.cpu_s + self.extra_s
         self._smooth = min(1.0, self.dt / float(p["load_smoothing"]))
         self._bytes_per_cpu = 1.0 / max(workload.watch_send_cpu_per_byte, 1e-30)
@@ -463,7 +469,9 @@ class ControlPlane:
         if owned is None:                                    # requests in flight by Little's law
             need = (A * self.lat).sum(axis=1).max() > self._inflight_floor
         else:                                                # ... or as counted, plus this tick's arrivals
-            need = (owned + A * dt).sum(axis=1).max() > self._inflight_floor
+            x = owned + A * dt
+            need = bool(((x @ self._mut_counted).max() > self._mut_floor) or ((x @ self._ro_counted).max()
+                                                                               > self._ro_floor))
         if need:
             rej = inflight_rejections(A, self.lat, self.mutating, self.long_running,
                                       self.costs.max_mutating_requests_inflight, self.costs.max_requests_inflight,
@@ -671,7 +679,8 @@ def imbalance(values: np.ndarray, state: np.ndarray) -> np.ndarray:
     """max / mean over the ready instances, per tick (nan when none is ready)."""
     ready = state == READY
     v = np.where(ready, values, np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # ticks with no ready instance: nan, said below
         mean = np.nanmean(np.where(ready, values, np.nan), axis=1) if ready.any() else np.full(len(values), np.nan)
         mx = np.nanmax(np.where(ready, v, -np.inf), axis=1)
         out = mx / mean
