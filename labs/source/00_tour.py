@@ -65,8 +65,9 @@ print(table.assign(lab_value=table.lab_value.map(format_value))[["lab", "claim",
 # - [03 List-Watch, the watch cache and bookmarks](03_bookmarks.ipynb) (section 4)
 # - [04 Consistent reads from the watch cache, with indexes](04_cached_reads.ipynb) (section 5)
 # - [05 The scheduler: equivalence classes and relaxed search](05_scheduler.ipynb) (section 9)
+# - [08 Context-aware request handling: goroutines that outlive their clients](08_context_cancel.ipynb) (section 6)
 #
-# Still to come, already shaping the model: API server load balancing, context cancellation,
+# Still to come, already shaping the model: API server load balancing,
 # flow control, controller hot standby, and a capstone with every switch on at 10,000 nodes.
 #
 # Solutions to every exercise are in [solutions/](solutions/).
