@@ -105,7 +105,8 @@ REQUEST_PARAMS = ParamSet([
           "a webhook call gives up after this long (upstream setting: or at the request deadline if sooner)",
           lo=1, hi=30),
     Param("webhook_failure_policy", "Ignore", "1",
-          "admissionregistration failurePolicy: default Ignore in v1beta1, Fail in v1 (v1/types.go)",
+          "admissionregistration failurePolicy: 'Defaults to Ignore' in v1beta1, 'Defaults to Fail' in v1 "
+          "(staging/src/k8s.io/api/admissionregistration/v1beta1 and v1 types.go)",
           "what a webhook call that times out does: Fail the request, or Ignore the webhook and go on",
           choices=("Fail", "Ignore"), kind=str),
     Param("webhook_calls", 1, "calls",
@@ -135,8 +136,9 @@ REQUEST_PARAMS = ParamSet([
           "scenario: etcd's disk stalls (etcd warns of a 'slow fdatasync' above 1 s); each write waits ~20 s",
           "time one etcd write takes during the incident", lo=0, hi=3600),
     Param("etcd_request_timeout", 7.0, "s",
-          "etcd server: a request not applied within ReqTimeout = 5 s + 2 x election timeout (1 s) fails with "
-          "'etcdserver: request timed out' (etcd server/config ReqTimeout)",
+          "etcd ServerConfig.ReqTimeout() = 5 s ('queue waiting, computation and disk IO delay') + 2 x the election "
+          "timeout (default 1 s) (etcd-io/etcd server/config/config.go; etcdserver/config.go in 3.4); a write not "
+          "applied by then fails with 'etcdserver: request timed out'",
           "etcd answers a write it could not commit in this long with an error", lo=0.001, hi=3600),
     Param("client_retry", "immediate", "1",
           "article section 6: clients are level-triggered and retry at once",

@@ -82,16 +82,18 @@ class ContextCancelLab(Lab):
         stream_mask(p["loopback_streams"], STREAMS, "loopback_streams")
 
     def memory_estimate(self, p: Mapping[str, Any]) -> int:
-        """Bytes the run holds: the core's per-client arrays and records, and the cohorts' calendars
-        (ticks x instances x streams x attempts) and records."""
+        """Bytes the run holds: the core's per-client arrays and records, the cohorts' calendars and
+        records (ticks x instances x streams x, per tick: 4 events, 4 outcomes, 2 x attempts of ends,
+        attempts of retries, lost; 6 records, attempts of arrivals, 4 outcomes) and the result frames."""
         clients = int(p["nodes"]) * (2 if p["kube_proxy"] else 1) + 2 + int(p["controllers_other"])
         steps = int(p["duration"] / p["tick"]) + 2
         slots = int(p["apiservers"])
         streams = 8
-        R = int(p["max_retries"]) + 1
+        R1 = int(p["max_retries"]) + 1
         core = clients * 16 * 8 + steps * slots * (12 + 2 * streams) * 8
-        cohorts = steps * slots * streams * (3 + R + 3) * 8 + steps * slots * (len(SERIES) + 2) * 8
-        return core + cohorts + 64 * 1024**2
+        cohorts = steps * slots * streams * (4 + 4 + 2 * R1 + R1 + 1 + 6 + R1 + 4) * 8
+        frames = steps * slots * (len(SERIES) + 16) * 8 * 2
+        return core + cohorts + frames + 64 * 1024**2
 
     def scenario(self, p: Mapping[str, Any]) -> Scenario:
         return Scenario.from_params({k: p[k] for k in SCENARIO_PARAMS.defaults()})
