@@ -466,7 +466,10 @@ class CohortPath:
         self.n = n
         self.delay_ticks = np.array([max(1, int(round(retry_delay(retry_policy, r, backoff) / self.dt)))
                                      if retry_policy != "none" else 1 for r in range(self.R + 1)])
+        # the clients that got a 429 come back after Retry-After, spread over [retry_after, 2 x retry_after)
+        # (each waits from its own answer; their retries are not in step)
         self.after_ticks = max(1, int(round(retry_after / self.dt)))
+        self.after_jitter = 0.5 if retry_after >= self.dt else 0.0
         self.cal = np.zeros((n, k, S, 4))
         self.ends_o = np.zeros((n, k, S, 4))                   # client ends by outcome
         self.ends_r = np.zeros((n, k, S, self.R + 1, 2))        # client ends by attempt: happy, unhappy
@@ -572,7 +575,9 @@ class CohortPath:
         n = adm_r.sum(axis=-1)
         if rej.any():                                         # 429: retried after Retry-After
             rej_r = arrivals - adm_r
-            self._retry(i + self.after_ticks, rej_r)
+            self._retry(i + self.after_ticks, rej_r * (1.0 - self.after_jitter))
+            if self.after_jitter:
+                self._retry(i + self.after_ticks + 1, rej_r * self.after_jitter)
             self._acc["rejected"] += float(rej_r.sum())
         key = (wait.tobytes(), self.inc.active(i * self.dt), None if extra_wait is None else extra_wait.tobytes())
         if key != self._key or self._kern[2] > self.n - i:

@@ -17,7 +17,7 @@ from . import PALETTE, SETTING_LABELS, fmt
 from .apiserver_lb import SLOT_COLORS, SLOT_DASH, _smooth
 from .dashboard import Dashboard
 
-MAX_SLOTS = 6
+MAX_SLOTS = 3          # the lab runs 3 API servers (no surge)
 GIB = 1024**3
 LIMITS = {"GCE above 3000 nodes (3000 / 1000)": (3000, 1000), "flag defaults (400 / 200)": (400, 200),
           "disabled (0)": (0, 0)}
@@ -93,7 +93,7 @@ class ContextCancelDashboard(Dashboard):
 
     def make_figures(self):
         from bokeh.layouts import gridplot
-        from bokeh.models import BoxAnnotation, ColumnDataSource, Span
+        from bokeh.models import BoxAnnotation, ColumnDataSource, Range1d, Span
         from bokeh.plotting import figure
 
         S = self.sources
@@ -108,10 +108,10 @@ class ContextCancelDashboard(Dashboard):
         f1 = figure(title="request goroutines (all API servers)", y_axis_label="goroutines", **kw)
         f1.line("t", "goroutines", source=S["g"], color=PALETTE["off"], line_width=2, legend_label="goroutines")
         f1.line("t", "little", source=S["g"], color=PALETTE["article"], line_width=2, line_dash="dashed",
-                legend_label="slowed streams: admitted/s x client timeout")
+                legend_label="incident: slowed streams' admitted/s x client timeout")
         f1.line("t", "waiting", source=S["g"], color=PALETTE["upstream"], line_width=2, line_dash="dotted",
                 legend_label="clients still waiting")
-        f2 = figure(title="memory per API server", y_axis_label="share of its limit", **kw)
+        f2 = figure(title="memory per API server", y_axis_label="share of its limit", y_range=Range1d(0, 1.05), **kw)
         self.mem_lines = []
         for j in range(MAX_SLOTS):
             self.mem_lines.append(f2.line("t", f"mem{j}", source=S["mem"], color=SLOT_COLORS[j], line_width=2,
@@ -135,10 +135,10 @@ class ContextCancelDashboard(Dashboard):
                 legend_label="lost with a crashed server")
         self.figures = [f1, f2, f3, f4]
         self.boxes = []
-        for f in self.figures:
+        for f, where in zip(self.figures, ("center_right", "center_right", "top_right", "center_right")):
             f.y_range.start = 0
             f.x_range.start = 0
-            f.legend.location = "top_right"
+            f.legend.location = where
             f.legend.label_text_font_size = "8pt"
             f.legend.background_fill_alpha = 0.6
             b = BoxAnnotation(left=0, right=0, fill_alpha=0.12, fill_color="#777777")
@@ -153,15 +153,17 @@ class ContextCancelDashboard(Dashboard):
         n = t.size
         minutes = t / 60.0
         k = len(inst) // max(n, 1)
+        during = (t >= p["incident_at"]) & (t < p["incident_at"] + p["incident_for"]) & (p["incident"] != "none")
+        little = np.where(during, _smooth(s["little_product"].to_numpy(), 10), np.nan)
         self.sources["g"].data = {"t": minutes, "goroutines": s["apiserver_request_goroutines"].to_numpy(),
-                                  "little": _smooth(s["little_product"].to_numpy(), 10),
-                                  "waiting": s["clients_waiting"].to_numpy()}
+                                  "little": little, "waiting": s["clients_waiting"].to_numpy()}
         mem = inst["memory_bytes"].to_numpy().reshape(n, k) / float(p["apiserver_memory_limit_bytes"])
         data = {"t": minutes}
         for j in range(MAX_SLOTS):
             data[f"mem{j}"] = mem[:, j] if j < k else np.full(n, np.nan)
             self.mem_lines[j].visible = j < k
         self.sources["mem"].data = data
+        self.figures[1].y_range.end = max(1.05, 1.1 * float(np.nanmax(mem)) if mem.size else 1.05)
         self.sources["flow"].data = {"t": minutes, "goodput": _smooth(s["goodput_per_s"].to_numpy(), 5),
                                      "rejected": _smooth(s["rejected_per_s"].to_numpy(), 5),
                                      "retries": _smooth(s["retries_per_s"].to_numpy(), 5)}
