@@ -108,34 +108,34 @@ class ContextCancelDashboard(Dashboard):
         f1 = figure(title="request goroutines (all API servers)", y_axis_label="goroutines", **kw)
         f1.line("t", "goroutines", source=S["g"], color=PALETTE["off"], line_width=2, legend_label="goroutines")
         f1.line("t", "little", source=S["g"], color=PALETTE["article"], line_width=2, line_dash="dashed",
-                legend_label="incident: slowed streams' admitted/s x client timeout")
+                legend_label="admitted/s x timeout")
         f1.line("t", "waiting", source=S["g"], color=PALETTE["upstream"], line_width=2, line_dash="dotted",
-                legend_label="clients still waiting")
+                legend_label="clients waiting")
         f2 = figure(title="memory per API server", y_axis_label="share of its limit", y_range=Range1d(0, 1.05), **kw)
         self.mem_lines = []
         for j in range(MAX_SLOTS):
             self.mem_lines.append(f2.line("t", f"mem{j}", source=S["mem"], color=SLOT_COLORS[j], line_width=2,
                                           line_dash=SLOT_DASH[j], legend_label=f"apiserver-{j}"))
         f2.add_layout(Span(location=1.0, dimension="width", line_dash="dashed", line_color="#444"))
-        f3 = figure(title="requests per second", y_axis_label="requests / s", **kw)
+        f3 = figure(title="goodput (answers to waiting clients), 429s, retries", y_axis_label="requests / s", **kw)
         f3.line("t", "goodput", source=S["flow"], color=SLOT_COLORS[3], line_width=2,
-                legend_label="answers to waiting clients (goodput)")
+                legend_label="goodput")
         f3.line("t", "rejected", source=S["flow"], color=SLOT_COLORS[4], line_width=2, line_dash="dashed",
-                legend_label="429 (max-inflight)")
+                legend_label="429s")
         f3.line("t", "retries", source=S["flow"], color=SLOT_COLORS[5], line_width=2, line_dash="dotted",
                 legend_label="retries")
         f4 = figure(title="requests whose client got no success (per s)", y_axis_label="requests / s", **kw)
         f4.line("t", "timed_out", source=S["fate"], color=SLOT_COLORS[4], line_width=2,
-                legend_label="client gone, work ran on (orphan)")
+                legend_label="orphan (work ran on)")
         f4.line("t", "cancelled", source=S["fate"], color=SLOT_COLORS[3], line_width=2, line_dash="dashed",
-                legend_label="client gone, work stopped")
+                legend_label="cancelled")
         f4.line("t", "failed", source=S["fate"], color=SLOT_COLORS[0], line_width=2, line_dash="dotdash",
-                legend_label="error answer (webhook, etcd, 504)")
+                legend_label="error answer")
         f4.line("t", "lost", source=S["fate"], color=SLOT_COLORS[6], line_width=2, line_dash="dotted",
-                legend_label="lost with a crashed server")
+                legend_label="lost in a crash")
         self.figures = [f1, f2, f3, f4]
         self.boxes = []
-        for f, where in zip(self.figures, ("center_right", "center_right", "top_right", "center_right")):
+        for f, where in zip(self.figures, ("top_right", "center_right", "top_right", "top_right")):
             f.y_range.start = 0
             f.x_range.start = 0
             f.legend.location = where
