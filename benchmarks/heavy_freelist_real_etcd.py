@@ -5,7 +5,7 @@
 Optional and slow: with the default 4 GB db it takes several minutes and up to ~12 GB of disk
 (the db, its WAL before the purge, and a copy per measurement run). Never run in CI.
 
-What it does, as ``brief/etcd-real.md`` section 4 did:
+What it does, as ``data/etcd_real`` section 4 did:
 
 1. **build**: a private etcd (:class:`kscale_lab.etcd.realetcd.RealEtcd`) gets keys with values of
    1-64 KiB (random bytes, in transactions of ~1 MB through the JSON gateway) until the db
@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kscale_lab.etcd.realetcd import RealEtcd, etcd_available  # noqa: E402
 from kscale_lab.labs.etcd_storage import LAB  # noqa: E402
+from kscale_lab.progress import bar, track  # noqa: E402
 
 HIST = ("etcd_disk_backend_commit_duration_seconds", "etcd_debugging_disk_backend_commit_spill_duration_seconds",
         "etcd_debugging_disk_backend_commit_write_duration_seconds")
@@ -73,7 +74,10 @@ def build(db_bytes: float, threads: int, seed: int, work: Path) -> tuple[Path, i
     sizes = rng.integers(1024, 65536 + 1, size=n_keys)
     print(f"build: {n_keys:,} keys of 1-64 KiB ({sizes.sum() / 1e9:.2f} GB of values), {threads} threads")
     t0 = time.monotonic()
-    with RealEtcd(quota_backend_bytes=quota_for(db_bytes), tmp_root=str(work)) as etcd:
+    with RealEtcd(quota_backend_bytes=quota_for(db_bytes), tmp_root=str(work)) as etcd, \
+            bar(total=n_keys, desc="build: keys written", unit="key", leave=False) as progress:
+        lock = threading.Lock()
+
         def writer(w: int) -> None:
             c = etcd.client(timeout=120)
             r = np.random.default_rng([seed, w])
@@ -84,9 +88,13 @@ def build(db_bytes: float, threads: int, seed: int, work: Path) -> tuple[Path, i
                 nbytes += len(v)
                 if nbytes > 1_000_000 or len(batch) >= 100:
                     c.txn(success=batch)
+                    with lock:
+                        progress.update(len(batch))
                     batch, nbytes = [], 0
             if batch:
                 c.txn(success=batch)
+                with lock:
+                    progress.update(len(batch))
             c.close()
 
         ts = [threading.Thread(target=writer, args=(w,)) for w in range(threads)]
@@ -98,7 +106,7 @@ def build(db_bytes: float, threads: int, seed: int, work: Path) -> tuple[Path, i
         print(f"  filled in {time.monotonic() - t0:.0f} s: dbSize {st.db_size / 1e9:.2f} GB")
         gone = rng.choice(n_keys, size=n_keys // 2, replace=False)
         c = etcd.c
-        for a in range(0, gone.size, 100):
+        for a in track(range(0, gone.size, 100), desc="build: deleting half", unit="txn", leave=False):
             c.txn(success=[{"request_delete_range": {"key": _b64(key(int(i)))}} for i in gone[a:a + 100]])
         c.compact(c.status().revision, physical=True)
         st = c.status()
@@ -125,6 +133,8 @@ def measure(pristine: Path, freelist: str, puts: int, threads: int, n_keys: int,
         free_pages = (st.db_size - st.db_size_in_use) / 4096
         before = etcd.metrics(NAMES)
         lat: list[list[float]] = [[] for _ in range(threads)]
+        lock = threading.Lock()
+        progress = bar(total=puts, desc=f"measure {freelist}: puts", unit="put", leave=False)
 
         def client(w: int) -> None:
             c = etcd.client()
@@ -135,6 +145,8 @@ def measure(pristine: Path, freelist: str, puts: int, threads: int, n_keys: int,
                 t = time.perf_counter()
                 c.put(k, v)
                 lat[w].append(time.perf_counter() - t)
+                with lock:
+                    progress.update(1)
             c.close()
 
         t0 = time.monotonic()
@@ -144,6 +156,7 @@ def measure(pristine: Path, freelist: str, puts: int, threads: int, n_keys: int,
         for t in ts:
             t.join()
         wall = time.monotonic() - t0
+        progress.close()
         time.sleep(0.3)
         after = etcd.metrics(NAMES)
     d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in NAMES}
@@ -180,7 +193,7 @@ def main(argv=None) -> int:
     try:
         pristine, n_keys = build(args.db_gb * 1e9, 3, args.seed, work)
         rows = []
-        for fl in ("array", "map", "map", "array"):
+        for fl in track(("array", "map", "map", "array"), desc="measurement runs", unit="run"):
             r = measure(pristine, fl, args.puts, args.threads, n_keys, args.seed + len(rows), work, args.db_gb * 1e9)
             rows.append(r)
             print(f"  {fl:>5}: {r['puts_per_s']:6.0f} puts/s, p50 {r['p50_ms']:5.1f} ms, p99 {r['p99_ms']:6.1f} ms, "

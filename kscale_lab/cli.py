@@ -4,7 +4,12 @@
     kscale-lab params LAB [--format json]   every parameter: unit, default, range, source
     kscale-lab run LAB [--nodes N] [--set NAME=VALUE ...] [--switch NAME=SETTING ...]
                        [--seed S] [--format table|csv|json]
-    kscale-lab claims [--lab LAB] [--format table|csv|json]
+    kscale-lab claims [--lab LAB] [--format table|csv|json] [--no-bands]
+    kscale-lab sweep LAB --grid NAME=V1,V2,... [--grid ...] [--set NAME=VALUE ...]
+                       [--switch NAME=SETTING ...] [--seeds N] [--workers N]
+                       [--out FILE.csv|FILE.parquet] [--scheduler tcp://HOST:PORT]
+    kscale-lab report [LAB ...] [--set NAME=VALUE ...] [--switch NAME=SETTING ...]
+                       [--out report.html]
 
 Bad input (an unknown lab or parameter, a value out of range, a scenario that
 would not fit in memory) prints one line naming the parameter and the allowed
@@ -104,6 +109,9 @@ def cmd_run(args) -> int:
         spec = switch_spec(name)
         if setting not in spec.settings:
             raise ParameterError(spec.name, f"must be one of {', '.join(spec.settings)}; got {setting!r}")
+        if spec.name in lab.params:        # a lab that sets every switch (the capstone)
+            overrides[spec.name] = setting
+            continue
         if spec.name == lab.switch:
             settings = [setting]
         else:
@@ -111,6 +119,8 @@ def cmd_run(args) -> int:
     Switches(**other)  # validates
     for k in list(overrides):     # validate every override once, before any run
         lab.params[k].validate(overrides[k])
+    for s in settings:            # refuse before running anything if one setting would not fit
+        lab.check_memory(s, overrides)
     results = {}
     effective = {}
     for s in settings:
@@ -124,10 +134,17 @@ def cmd_run(args) -> int:
         common[k] = vals[settings[0]] if len(set(map(repr, vals.values()))) == 1 else vals
     if other:
         common["switches"] = other
+    card = None
+    if hasattr(lab, "scorecard"):      # the capstone: every row of its scorecard
+        card = lab.scorecard(overrides, progress=False)
     if args.format == "json":
-        print(json.dumps({"lab": lab.name, "scenario": common, "results": results}, indent=2))
+        out = {"lab": lab.name, "scenario": common, "results": results}
+        if card is not None:
+            out["scorecard"] = [{"row": r, **{k: _jsonable(v) for k, v in row.items()}}
+                                for r, row in card.to_dict("index").items()]
+        print(json.dumps(out, indent=2, default=str))
         return 0
-    metrics = list(results[settings[0]])
+    metrics = [m for m in results[settings[0]] if not isinstance(results[settings[0]][m], (dict, list, tuple))]
     if args.format == "csv":
         w = csv.writer(sys.stdout)
         w.writerow(["metric"] + settings)
@@ -142,13 +159,16 @@ def cmd_run(args) -> int:
     for m in metrics:
         cells = "".join(f"{format_value(results[s][m]) if results[s][m] is not None else '-':>16}" for s in settings)
         print(f"{m:<{width}}{cells}")
+    if card is not None:
+        print()
+        print(card[["slos_broken", "breaks", "first_break"]].to_string())
     return 0
 
 
 def cmd_claims(args) -> int:
-    from .claims import CSV_COLUMNS, claims_table, format_value
+    from .claims import CSV_COLUMNS, claims_table, printable
 
-    df = claims_table([args.lab] if args.lab else None)
+    df = claims_table([args.lab] if args.lab else None, bands=not args.no_bands)
     if args.format == "csv":
         buf = io.StringIO()
         df[list(CSV_COLUMNS)].to_csv(buf, index=False)
@@ -160,8 +180,54 @@ def cmd_claims(args) -> int:
     if df.empty:
         print("no claims")
         return 0
-    shown = df.assign(lab_value=df["lab_value"].map(format_value), holds=df["holds"].map(format_value))
-    print(shown[list(CSV_COLUMNS) + ["description"]].to_string(index=False))
+    print(printable(df).to_string(index=False))
+    return 0
+
+
+def _switch_settings(items, what="--switch") -> dict[str, list[str]]:
+    """``--switch NAME=SETTING`` (repeatable, or ``NAME=S1,S2``) -> {switch: [settings]}, validated."""
+    from .scenario import switch_spec
+
+    out: dict[str, list[str]] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ParameterError(what, f"must be NAME=SETTING; got {item!r}")
+        name, value = (x.strip() for x in item.split("=", 1))
+        spec = switch_spec(name)
+        for setting in (v.strip() for v in value.split(",")):
+            if setting not in spec.settings:
+                raise ParameterError(spec.name, f"must be one of {', '.join(spec.settings)}; got {setting!r}")
+            if setting in out.get(spec.name, []):
+                raise ParameterError(spec.name, f"setting {setting!r} is given twice")
+            out.setdefault(spec.name, []).append(setting)
+    return out
+
+
+def cmd_sweep(args) -> int:
+    from .labs.base import get_lab
+    from .sweeps import parse_grid, sweep
+
+    lab = get_lab(args.lab)
+    switches = _switch_settings(args.switch)
+    for name in switches:
+        if name != lab.switch:
+            raise ParameterError(name, f"is not the switch of lab {lab.name} (it toggles {lab.switch!r}); "
+                                       f"a sweep runs one lab")
+    df = sweep(lab, parse_grid(args.grid), settings=switches.get(lab.switch), seeds=args.seeds or 1,
+               base=_kv(args.set, "--set"), out=args.out, scheduler=args.scheduler, workers=args.workers)
+    if args.out:
+        print(f"wrote {len(df)} rows x {df.shape[1]} columns to {args.out}", file=sys.stderr)
+    else:
+        df.to_csv(sys.stdout, index=False)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .reports import report
+
+    switches = _switch_settings(args.switch)
+    path = report(args.labs or None, overrides=_kv(args.set, "--set"), switches=switches, out=args.out)
+    print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -182,6 +248,22 @@ def build_parser() -> argparse.ArgumentParser:
     pc = sub.add_parser("claims", help="the article's figures beside the labs'")
     pc.add_argument("--lab")
     pc.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    pc.add_argument("--no-bands", action="store_true",
+                    help="skip the band (each assumption at the ends of its plausible range); robust is then empty")
+    ps = sub.add_parser("sweep", help="a lab over a grid of parameters, settings and seeds: one table")
+    ps.add_argument("lab")
+    ps.add_argument("--grid", action="append", metavar="NAME=V1,V2,...")
+    ps.add_argument("--set", action="append", metavar="NAME=VALUE")
+    ps.add_argument("--switch", action="append", metavar="NAME=SETTING")
+    ps.add_argument("--seeds", metavar="N")
+    ps.add_argument("--workers", metavar="N", help="local worker processes (default: the cores)")
+    ps.add_argument("--out", metavar="FILE.csv|FILE.parquet", help="written as runs finish (default: CSV to stdout)")
+    ps.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on an existing Dask cluster")
+    pr2 = sub.add_parser("report", help="one static HTML file: every lab's figures, parameters and claims")
+    pr2.add_argument("labs", nargs="*", metavar="LAB")
+    pr2.add_argument("--set", action="append", metavar="NAME=VALUE")
+    pr2.add_argument("--switch", action="append", metavar="NAME=SETTING")
+    pr2.add_argument("--out", default="report.html", metavar="FILE.html")
     return p
 
 
@@ -192,7 +274,8 @@ def main(argv=None) -> int:
         if not args.cmd:
             parser.print_help()
             return 0
-        return {"list": cmd_list, "params": cmd_params, "run": cmd_run, "claims": cmd_claims}[args.cmd](args)
+        return {"list": cmd_list, "params": cmd_params, "run": cmd_run, "claims": cmd_claims,
+                "sweep": cmd_sweep, "report": cmd_report}[args.cmd](args)
     except (KscaleError, ValueError) as e:
         print(f"kscale-lab: error: {e}", file=sys.stderr)
         return 2

@@ -86,7 +86,8 @@ class Cluster:
         self.pages_node, self.pages_lease, self.pages_pod, self.pages_other = (
             float(c.page_bytes(b)) for b in (p["node_object_bytes"], p["lease_object_bytes"], scenario.pod_bytes,
                                               scenario.other_request_bytes))
-        self.etcd = MVCCStore(sizes, key_bytes, c, expected_writes=scenario.expected_writes())
+        # the log is reserved at the most the run can store (pages are resident only once written)
+        self.etcd = MVCCStore(sizes, key_bytes, c, expected_writes=max_stored_writes(scenario, params, setting))
         # --- kubelets and the node lifecycle controller -----------------------------------
         self.fleet = KubeletFleet(n, setting, p, rng)
         self.nlc = NodeLifecycleController(n, p["node_monitor_grace_period"])
@@ -289,6 +290,7 @@ class Cluster:
         sc, c = self.sc, self.costs
         series = self.engine.rec.frame()
         lat = np.concatenate(self.hb_latencies) if self.hb_latencies else np.array([])
+        # (percentiles of the same values; overwrite_input spares a copy of the tape)
         total_cpu = self.cpu_heartbeat + self.cpu_background + self.cpu_hog
         nr = np.array([v for _, v in self.notready_series]) if self.notready_series else np.array([0])
         nr_t = np.array([t for t, _ in self.notready_series]) if self.notready_series else np.array([0.0])
@@ -313,8 +315,8 @@ class Cluster:
             # alarm turns every heartbeat into a retry storm, which is another story)
             "apiserver_cpu_heartbeat_share": _share(series.loc[accepting, "apiserver_cpu_heartbeat_cores"].sum(),
                                                     series.loc[accepting, "apiserver_cpu_demand_cores"].sum()),
-            "heartbeat_latency_p50_s": float(np.percentile(lat, 50)) if lat.size else float("nan"),
-            "heartbeat_latency_p99_s": float(np.percentile(lat, 99)) if lat.size else float("nan"),
+            "heartbeat_latency_p50_s": float(np.percentile(lat, 50, overwrite_input=True)) if lat.size else float("nan"),
+            "heartbeat_latency_p99_s": float(np.percentile(lat, 99, overwrite_input=True)) if lat.size else float("nan"),
             "heartbeat_writes_per_s": self.hb_requests / sc.duration,
             "heartbeat_failed_share": self.hb_failures / self.hb_requests if self.hb_requests else 0.0,
             "apiserver_rejected_requests": int(self.rejected_total),
@@ -322,6 +324,92 @@ class Cluster:
             "nodes_ever_notready": int(self.nlc.ever_notready.sum()),
             "first_notready_at_s": first_nr,
         }
+
+
+# ------------------------------------------------------------------------------------------------
+# Memory: what a run holds, from the mechanism's bounds (kscale_lab.memory)
+# ------------------------------------------------------------------------------------------------
+
+def _loop_intervals(setting: str, p: dict) -> list[float]:
+    """The kubelet loops that write: the status loop, and the Lease loop unless ``off``."""
+    loops = [float(p["node_status_update_frequency"])]
+    if setting != "off":
+        loops.append(float(p["node_lease_renew_interval"]))
+    return loops
+
+
+def _steps(sc: Scenario) -> int:
+    return int(np.ceil(sc.duration / sc.tick)) + 1
+
+
+def _poisson_bound(mean: float) -> float:
+    """A count that a Poisson total of this mean does not exceed in practice (+8 sigma)."""
+    return mean + 8.0 * float(np.sqrt(mean)) + 16.0 if mean > 0 else 0.0
+
+
+def max_heartbeat_attempts(sc: Scenario, p: dict, setting: str) -> int:
+    """At most this many heartbeat requests are sent in a run (and kept in the latency tape).
+
+    A loop acts at most once a tick (:meth:`~kscale_lab.clients.kubelet.Loop.due`); a round
+    is at most ``MAX_RETRIES`` attempts one tick apart, then the loop waits its interval:
+    so at most ``MAX_RETRIES / ((MAX_RETRIES - 1) * tick + interval)`` attempts per second
+    when every attempt fails (a NOSPACE alarm, 429s), ``1 / interval`` when none does."""
+    from .clients.kubelet import MAX_RETRIES
+
+    total = 0.0
+    for interval in _loop_intervals(setting, p):
+        rate = max(1.0 / interval, MAX_RETRIES / ((MAX_RETRIES - 1) * sc.tick + interval))
+        rate = min(rate, 1.0 / sc.tick)
+        total += sc.nodes * (sc.duration * rate + MAX_RETRIES + 1)
+    return int(total)
+
+
+def max_stored_writes(sc: Scenario, p: dict, setting: str, background: bool = True) -> int:
+    """At most this many revisions a run writes to etcd.
+
+    A heartbeat that etcd stored is followed by its loop's next attempt no sooner than
+    ``min(interval, request timeout)`` later (a success waits the interval, a timed-out
+    write waits its timeout; only refused writes are retried at once, and those are not
+    stored); background writes are Poisson counts per tick."""
+    c = Costs.from_params({k: v for k, v in p.items() if k in _cost_names()})
+    timeout = min(p["node_status_update_frequency"], p["node_lease_renew_interval"] * 4)
+    hb = sum(sc.nodes * (sc.duration / max(sc.tick, min(i, timeout)) + 2) for i in _loop_intervals(setting, p))
+    steps = _steps(sc)
+    bg = (sc.pod_churn * POD_WRITES_PER_LIFECYCLE + sc.other_requests * c.background_write_share) * sc.tick * steps
+    return int(hb + (_poisson_bound(bg) if background else 0.0)) + 1024
+
+
+def footprint(sc: Scenario, p: dict, setting: str):
+    """The heartbeat cluster's arrays at their peak (:class:`kscale_lab.memory.Footprint`)."""
+    from .memory import Footprint
+
+    n = sc.nodes
+    steps = _steps(sc)
+    c = Costs.from_params({k: v for k, v in p.items() if k in _cost_names()})
+    stored = max_stored_writes(sc, p, setting)
+    attempts = max_heartbeat_attempts(sc, p, setting)
+    loops = len(_loop_intervals(setting, p))
+    # heartbeats write one key per loop and node, background writes one key each at most
+    hb_keys = n * loops
+    bg_writes = stored - max_stored_writes(sc, p, setting, background=False)
+    held, old = MVCCStore.log_bounds(stored, hb_keys + bg_writes, sc.duration, c.etcd_compaction_interval)
+    fp = Footprint(f"heartbeats, {n:,} nodes, {sc.objects:,} objects, {sc.duration:g} s")
+    fp.extend(MVCCStore.footprint(sc.objects, held, old, log_since="tick"))
+    # per node: loops (next attempt 8 B + attempt 1 B), last report, pending change, the API
+    # server it talks to, the node lifecycle controller's probe/ready/ever-NotReady
+    fp.add("kubelets", n, 9 * loops + 8 + 1 + 8 + 8 + 1 + 1, since="tick")
+    # heartbeats the node lifecycle controller has not looked at yet (node id + time)
+    fp.add("heartbeats not yet monitored", n * loops * max(1.0, p["node_monitor_period"] / sc.tick), 16,
+           since="tick")
+    # one tick's requests: node, kind, arrival, cpu, flags, latencies, API server temporaries
+    fp.add("one tick's requests", n * loops, 200, phase="tick")
+    # every admitted heartbeat write's latency (float64), for the summary's percentiles
+    fp.add("heartbeat latency tape", attempts, 8, since="tick")
+    # one recorded row per tick: a dict of ~20 floats, then the DataFrame (twice in summary)
+    fp.add("per-tick metrics", steps, 2_400, since="tick")
+    fp.add("latency tape concatenated", attempts, 8, phase="summary")
+    fp.add("per-tick DataFrame", steps, 400, phase="summary")
+    return fp
 
 
 def _share(part: float, whole: float) -> float:

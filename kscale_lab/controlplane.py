@@ -64,7 +64,8 @@ ROLLOUT_PARAMS = ParamSet([
           lo=0, hi=3600),
     Param("rollout_step_pause", 10.0, "s",
           "assumption: the rollout waits a little after the new instance reports ready (minReadySeconds-like)",
-          "wait after an upgraded instance is ready before the next step", lo=0, hi=3600),
+          "wait after an upgraded instance is ready before the next step", lo=0, hi=3600,
+          plausible=(0.0, 60.0), plausible_source='from no wait to a minute after readiness (minReadySeconds-like settings of rollouts)'),
     Param("restart_seconds", 10.0, "s", "assumption: a plain restart (no new image) takes a few seconds",
           "time from an instance's stop to its process start when it is restarted", lo=0, hi=3600),
 ])
@@ -100,17 +101,19 @@ class Component:
     Fairness, 429 until the cache is ready, context cancellation, leader election) by
     subclassing this and passing it to :class:`ControlPlane`; every hook is optional.
 
-    Order within a tick: ``before_tick`` (events, client actions) -> the core's load ->
-    ``arrivals`` (requests per second added to the clients' own, instances x streams: retries)
-    -> ``in_flight`` (requests holding a max-inflight slot, if the component counts them
-    itself) -> ``admission`` (each returns the (instances x streams) share it rejects, combined
-    with the others) -> ``extra_cpu`` -> the fluid CPU queue -> ``latency`` (added non-CPU
-    latency, instances x streams) -> ``memory`` (bytes per instance beside the core's) -> the
-    OOM check -> ``after_tick`` (feedback). ``summary`` adds metrics to the run's summary.
+    Order within a tick: ``before_tick`` (events, client actions) -> the core's load
+    (+ ``arrivals``: requests per second added to the clients' own, instances x streams: a burst,
+    a storm, retries) -> ``in_flight`` (requests holding a max-inflight slot, if the component
+    counts them itself) -> ``admission`` (each returns the (instances x streams) share it
+    rejects, combined with the others) -> ``extra_cpu`` -> the fluid CPU queue -> ``latency``
+    (added non-CPU latency, instances x streams) -> ``memory`` (bytes per instance beside the
+    core's) -> the OOM check -> ``after_tick`` (feedback). ``summary`` adds metrics to the run's
+    summary.
 
     A component whose ``in_flight`` returns counts owns the request path: the max-inflight
-    filter uses its counts instead of Little's law (arrivals x latency), and the core no longer
-    adds the memory of requests in flight (the component's ``memory`` returns it)."""
+    filter admits into its free slots instead of applying Little's law (arrivals x latency),
+    and the core no longer adds the memory of requests in flight (the component's ``memory``
+    returns it)."""
 
     name = "component"
 
@@ -120,10 +123,13 @@ class Component:
     def before_tick(self, cp: "ControlPlane", t0: float, t1: float) -> None:
         pass
 
-    def arrivals(self, cp: "ControlPlane", A: np.ndarray, t0: float) -> np.ndarray | None:
+    def arrivals(self, cp: "ControlPlane", t0: float) -> np.ndarray | None:
+        """Extra requests per second (instances x streams) this tick: a burst, a storm, retries."""
         return None
 
     def in_flight(self, cp: "ControlPlane", A: np.ndarray, t0: float) -> np.ndarray | None:
+        """Requests holding a max-inflight slot (instances x streams), if this component counts them;
+        ``A`` is the tick's arrivals, every component's included."""
         return None
 
     def admission(self, cp: "ControlPlane", A: np.ndarray, t0: float) -> np.ndarray | None:
@@ -181,6 +187,7 @@ class ControlPlane:
         self.relist_cpu = workload.relist_cpu(c)        # C
         self.relist_bytes = workload.relist_bytes()     # C
         self.relist_share = np.zeros(workload.n_classes)  # share of resumes that fail anyway (bookmarks' job)
+        self.resume_cpu = np.zeros(workload.n_classes)    # CPU to replay the events a resumed watch missed
         self.cpu_s = workload.stream_cpu
         self.extra_s = workload.stream_extra_latency
         self.mem_s = workload.stream_memory
@@ -348,6 +355,10 @@ class ControlPlane:
         stale = self.inst.cache_since[target] > cn.t_break[idx]
         if self.relist_share.any():
             stale |= self.rng.random(idx.size) < self.relist_share[cn.cls[idx]]
+        if self.resume_cpu.any():
+            resumed = ~stale & np.isfinite(cn.t_break[idx])
+            self._extra_cpu += np.bincount(target[resumed], weights=self.resume_cpu[cn.cls[idx[resumed]]],
+                                           minlength=self.k)
         if stale.any():
             self._relist(idx[stale], target[stale], t)
 
@@ -457,7 +468,7 @@ class ControlPlane:
         # --- load ---------------------------------------------------------------------------
         A = cn.req_counts @ self.rates                      # K x S requests per second
         for comp in comps:
-            x = comp.arrivals(self, A, t0)
+            x = comp.arrivals(self, t0)
             if x is not None:
                 A = A + x
         fan_cpu = (cn.watch_counts @ self.watch_cpu) * dt   # K core-seconds of watch fan-out
@@ -673,6 +684,26 @@ class ControlPlane:
             "watch_cache_init_s": float(self.init_seconds),
             **{k: v for comp in self.components for k, v in comp.summary(self).items()},
         }
+
+
+def footprint(what: str, clients: int, slots: int, steps: int, streams: int):
+    """What a :class:`ControlPlane` run holds (a :class:`~kscale_lab.memory.Footprint`): per
+    client its class, connection, watch instance and six timers (10 x 8 B) and the tick's
+    temporaries over clients (masks, due lists, picks: ~6 x 8 B); per tick and slot the 12
+    records and the latency and request samples per stream; the re-list release schedule
+    (the run plus an hour); the result frames (per tick and slot, 16 columns) built at the end,
+    with pandas' copies while they are built."""
+    from .memory import Footprint
+
+    fp = Footprint(what)
+    fp.add("client arrays (class, connection, watch, timers)", clients, 10 * 8)
+    fp.add("tick temporaries over clients", clients, 6 * 8)
+    fp.add("per-instance records", steps * slots, 12 * 8)
+    fp.add("latency and request samples", steps * slots * streams, 2 * 8)
+    fp.add("re-list release schedule", steps + 3600, slots * 8)
+    fp.add("result frames", steps * slots, 16 * 8, since="result")
+    fp.add("frames being built (copies)", steps * slots, 32 * 8, phase="result")
+    return fp
 
 
 def imbalance(values: np.ndarray, state: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ class ParameterError(KscaleError, ValueError):
     """A user-supplied value is unknown, of the wrong type or out of range.
 
     ``str(err)`` is a single line such as
-    ``parameter 'nodes' must be an integer in [1, 50000]; got -5``.
+    ``parameter 'nodes' must be an integer in [1, 100000]; got -5``.
     """
 
     def __init__(self, name: str, message: str):
@@ -26,15 +26,20 @@ class ParameterError(KscaleError, ValueError):
 
 
 class ScenarioTooLarge(KscaleError):
-    """The scenario would not fit in memory; the message carries the estimate."""
+    """The scenario would not fit in memory; the message carries the estimate, the
+    limit and the environment variable that raises it, in one line."""
 
     def __init__(self, need_bytes: int, limit_bytes: int, detail: str = ""):
+        import math
+
         self.need_bytes = need_bytes
         self.limit_bytes = limit_bytes
+        self.detail = detail
         gib = 1024**3
         extra = f" ({detail})" if detail else ""
+        enough = math.ceil(need_bytes / gib * 10) / 10
         super().__init__(
             f"scenario needs about {need_bytes / gib:.2f} GiB of memory{extra}, "
-            f"more than the limit of {limit_bytes / gib:.2f} GiB "
-            f"(set KSCALE_LAB_MEMORY_LIMIT_GIB to raise it); reduce nodes, pods or objects"
+            f"more than the limit of {limit_bytes / gib:.2f} GiB: set KSCALE_LAB_MEMORY_LIMIT_GIB={enough:g} "
+            f"(or more) if this machine has it, or make the scenario smaller"
         )

@@ -8,9 +8,13 @@ cost of decoding a byte, an upstream flag's default. A parameter knows
 * ``unit``: ``s``, ``B``, ``B/s``, ``cores``, ``1`` (dimensionless) ...;
 * ``default`` and the allowed range (``lo``/``hi``) or ``choices``;
 * ``source``: where the default comes from (a KEP, a file in an upstream repository,
-  a measurement in ``brief/etcd-real.md``), or ``assumption: ...`` with the reasoning
+  a measurement in ``data/etcd_real``), or ``assumption: ...`` with the reasoning
   when no published figure exists;
-* ``flag``: the upstream flag or config field it mirrors, when there is one.
+* ``flag``: the upstream flag or config field it mirrors, when there is one;
+* ``plausible`` (optional): the ``(lo, hi)`` range a skeptical reader would still accept
+  for an assumption, with ``plausible_source`` saying why (a spread of measurements, of
+  published figures, or the reasoning). The claims table recomputes a claim with each
+  such parameter at both ends (its *band*, :mod:`kscale_lab.claims`).
 
 :class:`ParamSet` validates user input against these specs and never changes what
 it is given: a value out of range is an error, not a clamp.
@@ -37,12 +41,23 @@ class Param:
     choices: tuple | None = None
     kind: type = float
     flag: str = ""
+    plausible: tuple | None = None
+    plausible_source: str = ""
 
     def __post_init__(self):
         if self.kind not in (int, float, str, bool):
             raise TypeError(f"unsupported kind {self.kind!r} for {self.name}")
         # A default must satisfy its own spec: catches typos in the tables.
         self.validate(self.default)
+        if self.plausible is not None:
+            if self.kind not in (int, float) or len(self.plausible) != 2:
+                raise TypeError(f"plausible range of {self.name} must be (lo, hi) of a number parameter")
+            lo, hi = (self.validate(v) for v in self.plausible)
+            if not lo <= self.default <= hi:
+                raise ValueError(f"plausible range of {self.name} must contain its default {self.default!r}")
+            if not self.plausible_source:
+                raise ValueError(f"plausible range of {self.name} needs a plausible_source (why this range)")
+            object.__setattr__(self, "plausible", (lo, hi))
 
     # -- validation ------------------------------------------------------------
     def range_text(self) -> str:
@@ -121,6 +136,8 @@ class Param:
             "flag": self.flag,
             "source": self.source,
             "doc": self.doc,
+            "plausible": list(self.plausible) if self.plausible is not None else None,
+            "plausible_source": self.plausible_source,
         }
 
 

@@ -14,19 +14,21 @@ and the random seed. Its defaults are the article's target for one cluster:
 A lab is a scenario that stresses one mechanism and toggles its switch; the
 capstone turns all nine on at once.
 
-Memory: the scenario refuses to build when its arrays would not fit
-(:func:`check_memory`), with an estimate, instead of letting the kernel kill the
-notebook. The limit defaults to 1 GiB (mybinder.org gives 1-2 GB) and can be raised
-with the environment variable ``KSCALE_LAB_MEMORY_LIMIT_GIB``.
+Memory: a run that would not fit is refused with an estimate before it starts,
+instead of letting the kernel kill the notebook. Each lab itemises what its run holds
+(:meth:`kscale_lab.labs.base.Lab.memory_footprint`, :mod:`kscale_lab.memory`); the limit
+defaults to 1 GiB (mybinder.org gives 1-2 GB) and is raised with the environment variable
+``KSCALE_LAB_MEMORY_LIMIT_GIB``.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
-from .errors import ParameterError, ScenarioTooLarge
+from .errors import ParameterError
+from .memory import check as check_memory  # noqa: F401  (re-exported)
+from .memory import memory_limit_bytes  # noqa: F401  (re-exported)
 from .params import Param, ParamSet
 
 SETTINGS = ("off", "article", "upstream")
@@ -173,15 +175,19 @@ SCENARIO_PARAMS = ParamSet([
           "pods created (and as many deleted) per second", lo=0, hi=10_000),
     Param("other_requests", 500.0, "requests/s",
           "assumption: controllers, users and add-ons at 10k nodes; the SLO's steady state has no published QPS",
-          "background API requests per second that are neither heartbeats nor pod churn", lo=0, hi=1_000_000),
+          "background API requests per second that are neither heartbeats nor pod churn", lo=0, hi=1_000_000,
+          plausible=(250.0, 1000.0), plausible_source="no published figure: half to twice the assumption (the SLO's steady state has no published QPS)"),
     Param("other_request_bytes", 2048.0, "B",
           "assumption: a typical small object (ConfigMap, Endpoints slice, Pod) is 1-4 KB in protobuf",
-          "mean object size of a background request", lo=0, hi=10_000_000),
+          "mean object size of a background request", lo=0, hi=10_000_000,
+          plausible=(1024.0, 4096.0), plausible_source="the source's own range: a small object is 1-4 KB in protobuf"),
     Param("pod_bytes", 2500.0, "B", "assumption: a Pod without managedFields is ~2-3 KB in protobuf",
-          "mean size of a Pod object in etcd", lo=100, hi=1_500_000),
+          "mean size of a Pod object in etcd", lo=100, hi=1_500_000,
+          plausible=(2000.0, 4000.0), plausible_source="a 2019 Pod (no managedFields) is 2-3 KB in protobuf; up to ~4 KB with long env and volume lists"),
     Param("other_object_bytes", 1024.0, "B",
           "assumption: ConfigMaps, Secrets, Services, Endpoints, ReplicaSets, Events average ~1 KB",
-          "mean size of the objects that are neither pods, nodes nor leases", lo=10, hi=1_500_000),
+          "mean size of the objects that are neither pods, nodes nor leases", lo=10, hi=1_500_000,
+          plausible=(512.0, 2048.0), plausible_source="no published figure: half to twice the assumption"),
     Param("cpu_hog", 0.0, "cores", "fault injection: something else (e.g. a LIST storm) takes API server CPU",
           "extra CPU demand, spread over the API servers, during the fault window", lo=0, hi=10_000),
     Param("cpu_hog_at", 300.0, "s", "fault injection", "start of the CPU hog", lo=0, hi=24 * 3600),
@@ -205,21 +211,6 @@ def scale_with_nodes(values: dict, given: set) -> dict:
         if "objects" not in given:
             out["objects"] = max(int(out["nodes"] * OBJECTS_PER_NODE), 2 * out["nodes"] + out["pods"])
     return out
-
-
-def memory_limit_bytes() -> int:
-    raw = os.environ.get("KSCALE_LAB_MEMORY_LIMIT_GIB", "1")
-    try:
-        gib = float(raw)
-    except ValueError:
-        raise ParameterError("KSCALE_LAB_MEMORY_LIMIT_GIB", f"must be a number of GiB; got {raw!r}") from None
-    return int(gib * 1024**3)
-
-
-def check_memory(need_bytes: int, detail: str = "") -> None:
-    limit = memory_limit_bytes()
-    if need_bytes > limit:
-        raise ScenarioTooLarge(need_bytes, limit, detail)
 
 
 @dataclass(frozen=True)
@@ -265,17 +256,6 @@ class Scenario:
             raise ParameterError(
                 "tick", f"gives {steps:,.0f} steps for duration {self.duration:g} s; at most 2,000,000 "
                 f"(raise tick or shorten duration)")
-        check_memory(self.memory_estimate(), f"{self.nodes:,} nodes, {self.objects:,} objects")
-
-    def memory_estimate(self) -> int:
-        """Bytes of arrays the cluster model holds (state + history + per-tick series)."""
-        per_node = 160          # kubelet + node lifecycle arrays (float64/int64 columns)
-        per_object = 24         # MVCC key index: latest revision, size, kind
-        steps = int(self.duration / self.tick) + 1
-        per_step = 64 * 8       # recorded series
-        writes = self.objects + self.expected_writes()
-        per_revision = 20
-        return per_node * self.nodes + per_object * self.objects + per_step * steps + per_revision * writes
 
     def expected_writes(self) -> int:
         """Writes to etcd over the run, at most: one Lease and some Node status per node per

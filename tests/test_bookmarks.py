@@ -147,13 +147,12 @@ def test_claims_are_computed_for_every_row(small):
     assert values["resync_watch_restarts_article"] == art["timeouts_init_events"] / off["timeouts_init_events"]
 
 
-def test_default_scale_claims_table():
-    """At 10k nodes / 200k pods: the watch-restart figure holds, the restart figures are
-    what the model gives (the table says whether they hold; they are not tuned)."""
-    t = claims_table(["bookmarks"]).set_index("claim")
-    assert t.loc["resync_watch_restarts_article", "holds"]
-    assert t.loc["resumed_restart_upstream", "holds"]
-    assert t.loc["resync_restart_upstream", "lab_value"] < t.loc["resync_restart_article", "lab_value"] < 1.0
+def test_default_scale_restart_ratios_are_ordered():
+    """At 10k nodes / 200k pods the restart figures are what the model gives (the claims
+    table says whether they hold; they are not tuned): today's bookmarks re-read fewer
+    events than 1.15's, which re-read fewer than none."""
+    v = LAB.claims(only={"resync_restart_upstream", "resync_restart_article"})
+    assert v["resync_restart_upstream"] < v["resync_restart_article"] < 1.0
 
 
 def test_sweep_frames(small):
@@ -184,7 +183,7 @@ def test_dashboard_is_driven_from_python():
         BookmarksDashboard(warp=9)
     df = LAB.sweep("pod_churn", [1.0, 4.0], overrides=SMALL)
     assert ratio_figure(df, "pod_churn", "pods/s").renderers
-    assert claims_figure(claims_table(["bookmarks"])).renderers
+    assert claims_figure(claims_table(["bookmarks"], bands=False)).renderers
 
 
 def test_exercise_checks():

@@ -3,6 +3,10 @@
 For each notebook in ``labs/``: open it, run all cells, and check that no
 JavaScript error shows, that Bokeh drew its canvas, and (for dashboards) that
 clicking a switch changes the plot. nbval never runs JavaScript; this does.
+A Bokeh figure draws axes and legend even when its data arrived empty, so the test
+asks BokehJS itself: every ColumnDataSource in the page has rows, and toggling the
+switch changes the data the page holds (not only the pixels). No console error and
+no page error may be logged.
 Screenshots land in ``artifacts/`` (not committed).
 """
 
@@ -48,7 +52,9 @@ def server(tmp_path_factory):
                JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}", "--LabApp.expose_app_in_browser=True",
-           "--ServerApp.disable_check_xsrf=True"] + (["--allow-root"] if os.geteuid() == 0 else [])
+           "--ServerApp.disable_check_xsrf=True",
+           f"--FileCheckpoints.checkpoint_dir={home / 'checkpoints'}",   # no .ipynb_checkpoints in labs/
+           ] + (["--allow-root"] if os.geteuid() == 0 else [])
     log = open(home / "server.log", "w")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -98,6 +104,25 @@ def _run_all(page, timeout_s=150):
     }""", timeout=timeout_s * 1000)
 
 
+# every ColumnDataSource BokehJS holds in the page: [id, columns, rows, fingerprint of the data]
+SOURCES_JS = """() => { const out = [];
+  const entries = (d) => d instanceof Map ? [...d.entries()] : Object.entries(d || {});
+  for (const doc of (window.Bokeh?.documents || [])) for (const m of doc.all_models) {
+    if (m.type !== 'ColumnDataSource') continue;
+    const cols = entries(m.data);
+    const n = cols.length ? (cols[0][1]?.length ?? 0) : 0;
+    let fp = 0;
+    for (const [k, v] of cols) for (let i = 0; i < (v?.length ?? 0); i++) {
+      const x = v[i]; const y = typeof x === 'number' ? x : String(x).length;
+      if (Number.isFinite(y)) fp = (fp * 31 + y * (i + 1)) % 1e9; }
+    out.push([m.id, cols.map(c => c[0]).join(','), n, fp]); }
+  return out; }"""
+
+
+def _sources(page):
+    return page.evaluate(SOURCES_JS)
+
+
 def _canvas_png(page, index=0):
     return page.locator("canvas").nth(index).evaluate("c => c.toDataURL()")
 
@@ -107,7 +132,8 @@ def test_notebook_renders_in_jupyterlab(server, browser, name):
     base, token = server
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    page.on("console", lambda m: errors.append(f"console.error: {m.text}") if m.type == "error" else None)
     page.goto(f"{base}/lab/tree/labs/{name}?token={token}&reset")
     _run_all(page)
     text = page.inner_text("body")
@@ -121,6 +147,11 @@ def test_notebook_renders_in_jupyterlab(server, browser, name):
     if "load_bokeh()" in src:
         page.locator("canvas").first.wait_for(state="attached", timeout=60_000)
         assert page.locator("canvas").count() >= 1
+        page.wait_for_timeout(1500)
+        sources = _sources(page)
+        assert sources, "no ColumnDataSource reached BokehJS"
+        empty = [s for s in sources if s[2] == 0]
+        assert not empty, f"{len(empty)} of {len(sources)} data sources reached the page empty: {empty}"
     if "Dashboard()" in src:
         buttons = page.locator(".widget-toggle-buttons button")
         buttons.first.wait_for(timeout=30_000)
@@ -129,11 +160,15 @@ def test_notebook_renders_in_jupyterlab(server, browser, name):
         page.wait_for_timeout(1500)
         page.screenshot(path=str(art / f"{Path(name).stem}-before.png"))
         before = _canvas_png(page)
+        data_before = {s[0]: s[3] for s in _sources(page)}
         buttons.filter(has_text="article").first.click()
         page.wait_for_function("() => [...document.querySelectorAll('.widget-html-content')]"
                                ".some(e => e.textContent.includes('article (Alibaba 2019)'))", timeout=60_000)
         page.wait_for_timeout(1500)
         after = _canvas_png(page)
+        data_after = {s[0]: s[3] for s in _sources(page)}
+        assert [k for k in data_before if data_after.get(k) != data_before[k]], \
+            "no data source changed in the page when the switch was toggled"
         page.locator("canvas").first.scroll_into_view_if_needed()
         page.wait_for_timeout(500)
         page.screenshot(path=str(art / f"{Path(name).stem}-after.png"))
@@ -142,3 +177,19 @@ def test_notebook_renders_in_jupyterlab(server, browser, name):
         page.screenshot(path=str(art / f"{Path(name).stem}.png"))
     assert not errors, errors
     page.close()
+
+
+def test_a_lab_source_opens_as_a_notebook(server):
+    """jupytext's contents manager: a teacher opens labs/source/*.py as a notebook."""
+    import json as _json
+
+    base, token = server
+    name = sorted((ROOT / "labs" / "source").glob("0*.py"))[-1].name
+    with urllib.request.urlopen(f"{base}/api/contents/labs/source/{name}?type=notebook&token={token}",
+                                timeout=30) as r:
+        model = _json.loads(r.read())
+    assert model["type"] == "notebook"
+    cells = model["content"]["cells"]
+    from kscale_lab.notebooks import parse
+
+    assert [c["source"] for c in cells] == [s for _, s in parse((ROOT / "labs" / "source" / name).read_text())]

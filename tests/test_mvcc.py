@@ -97,7 +97,7 @@ def test_quota_is_never_exceeded_and_nospace_sticks(sizes, quota):
 
 def test_large_values_take_whole_pages_small_ones_share():
     _, costs = make()
-    assert costs.page_bytes(15_000.0) == 4 * 4096            # etcd-real.md: 60k x 15 KB -> ~1 GB
+    assert costs.page_bytes(15_000.0) == 4 * 4096            # data/etcd_real: 60k x 15 KB -> ~1 GB
     assert costs.page_bytes(2_500.0) == 4096                 # two 2.6 KB elements do not fit in 90 % of a page
     assert costs.page_bytes(350.0) == 4096 / 8               # eight Leases share a page
 

@@ -1,6 +1,6 @@
 import pytest
 
-from kscale_lab.errors import ParameterError, ScenarioTooLarge
+from kscale_lab.errors import ParameterError
 from kscale_lab.scenario import SWITCH_NAMES, Scenario, Switches, scale_with_nodes
 
 
@@ -22,17 +22,6 @@ def test_nine_switches_with_three_settings():
 def test_objects_must_hold_nodes_leases_and_pods():
     with pytest.raises(ParameterError, match="'objects'"):
         Scenario.from_params({"nodes": 10_000, "pods": 200_000, "objects": 100_000})
-
-
-def test_too_large_scenarios_are_refused_with_an_estimate(monkeypatch):
-    monkeypatch.setenv("KSCALE_LAB_MEMORY_LIMIT_GIB", "0.01")
-    with pytest.raises(ScenarioTooLarge, match=r"needs about [0-9.]+ GiB"):
-        Scenario.from_params()
-
-
-def test_default_scenario_fits_binder_memory():
-    sc = Scenario.from_params()
-    assert sc.memory_estimate() < 1024**3
 
 
 def test_setting_only_nodes_scales_pods_and_objects_but_never_what_was_given():

@@ -272,7 +272,10 @@ def test_bulk_equals_one_at_a_time_and_indexes_stay_exact(seed, n, data):
     ev = random_stream(rng, n)
     p = {"lower_bound_capacity": 4, "upper_bound_capacity": 16, "event_fresh_duration": 3.0}
     bulk, single = WatchCache(list_rv=5, params=p), WatchCache(list_rv=5, params=p)
+    lazy = WatchCache(list_rv=5, params=p)   # indexes built on first use, after the events
+    _ = bulk._indexes                         # built now: maintained write by write below
     cuts = sorted(set(data.draw(st.lists(st.integers(0, n), max_size=4))) | {0, n})
+    lazy.add_events(ev)
     for a, b in zip(cuts[:-1], cuts[1:]):
         bulk.add_events(ev.take(slice(a, b)))
     for i in range(n):
@@ -303,7 +306,8 @@ def test_bulk_equals_one_at_a_time_and_indexes_stay_exact(seed, n, data):
         for k, v in truth.items():
             want.setdefault(v[attr], set()).add(k)
         assert bulk._indexes[name] == want
-    assert bulk.index_ops == naive_index_ops(ev, {})
+        assert lazy._indexes[name] == want
+    assert bulk.index_ops == naive_index_ops(ev, {}) == lazy.index_ops
 
 
 @SETTINGS
@@ -455,3 +459,27 @@ def test_watch_cache_rejects_bad_input():
     with pytest.raises(ParameterError):
         wc.index_bucket("spec.hostIP", 1)
     assert all(p.source for p in PARAMS)
+
+
+@SETTINGS
+@given(arrays=st.lists(st.lists(st.integers(0, 6), max_size=12), min_size=1, max_size=4))
+def test_merge_ranks_is_a_stable_argsort_of_the_concatenation(arrays):
+    from kscale_lab.apiserver.watchcache import _merge_ranks
+
+    streams = [np.sort(np.asarray(a, dtype=np.float64)) for a in arrays]
+    ranks = _merge_ranks(streams)
+    order = np.argsort(np.concatenate(streams), kind="stable")
+    want = np.empty(order.size, dtype=np.int64)
+    want[order] = np.arange(order.size)
+    assert np.array_equal(np.concatenate(ranks) if ranks else np.zeros(0, np.int64), want)
+
+
+def test_cluster_writes_take_consecutive_revisions_in_time_order():
+    w = generate_cluster_writes(3, 90.0, {"nodes": 30, "pods": 300, "pod_creates_per_s": 2.0,
+                                          "pod_deletes_per_s": 1.0, "core_events_per_s": 3.0})
+    assert np.array_equal(w.rv, np.arange(w.list_rv + 1, w.list_rv + 1 + w.rv.size))
+    assert np.all(np.diff(w.time) >= 0)
+    from kscale_lab.apiserver.watchcache import RTYPE_POD
+
+    m = w.rtype == RTYPE_POD
+    assert np.array_equal(w.rv[m], w.pods.rv) and np.array_equal(w.time[m], w.pods.time)

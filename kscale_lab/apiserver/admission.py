@@ -37,10 +37,12 @@ SHEDDING_PARAMS = ParamSet([
           "assumption (Alibaba's value is unpublished): half the capacity, well above the share a server of a "
           "3-server control plane sized to survive one failure carries (about 1/3), and below saturation",
           "CPU load (demand / capacity, smoothed) above which an instance answers 429 (article setting)",
-          lo=0.01, hi=1.0),
+          lo=0.01, hi=1.0,
+          plausible=(0.3, 0.8), plausible_source='from just above the 1/3 a server of three carries to close to saturation'),
     Param("lb_close_threshold", 0.8, "1",
           "assumption (Alibaba's value is unpublished): close to saturation, where queues start to grow",
-          "CPU load above which an instance also closes client connections (article setting)", lo=0.01, hi=1.0),
+          "CPU load above which an instance also closes client connections (article setting)", lo=0.01, hi=1.0,
+          plausible=(0.6, 0.95), plausible_source='above the 429 threshold and below saturation'),
     Param("lb_close_share_per_s", 0.02, "1/s",
           "assumption: closing a few percent of connections per second moves load within a minute without "
           "dropping every client at once",
@@ -56,7 +58,8 @@ SHEDDING_PARAMS = ParamSet([
     Param("reshuffle_period", 300.0, "s",
           "assumption (Alibaba's value is unpublished): the order of the reflector's own watch timeout "
           "(5-10 min), so a reshuffle costs no more than the re-watches clients make anyway; jittered +-50 %",
-          "an article client closes and re-dials its connection about this often", lo=1, hi=86_400),
+          "an article client closes and re-dials its connection about this often", lo=1, hi=86_400,
+          plausible=(120.0, 1200.0), plausible_source='2 to 20 minutes: shorter costs a reconnect storm, longer leaves imbalance for most of an hour'),
     Param("goaway_chance", 0.001, "1",
           "kube-apiserver --goaway-chance: flag default 0, documented starting point 0.001, maximum 0.02 "
           "(server_run_options.go)",

@@ -42,10 +42,12 @@ LB_PARAMS = ParamSet([
     Param("lb_health_check_interval", 10.0, "s",
           "assumption: cloud defaults range from 5 s (GCP) to 30 s (AWS target groups); 10 s is the shortest "
           "AWS NLB allows",
-          "how often the load balancer probes each API server's /readyz", lo=0.5, hi=600),
+          "how often the load balancer probes each API server's /readyz", lo=0.5, hi=600,
+          plausible=(5.0, 30.0), plausible_source='cloud defaults: GCP 5 s, AWS NLB 10 s at least, AWS target groups 30 s'),
     Param("lb_healthy_threshold", 3, "probes",
           "assumption: cloud defaults range from 2 (GCP) to 5 (AWS NLB); 3 is a common setting",
-          "good probes in a row before a backend receives new connections", lo=1, hi=100, kind=int),
+          "good probes in a row before a backend receives new connections", lo=1, hi=100, kind=int,
+          plausible=(2, 5), plausible_source='cloud defaults: 2 (GCP) to 5 (AWS NLB)'),
     Param("lb_unhealthy_threshold", 2, "probes", "assumption: cloud defaults range from 2 to 3",
           "failed probes in a row before a backend stops receiving new connections", lo=1, hi=100, kind=int),
 ])

@@ -777,7 +777,8 @@ class RequestPathComponent:
     def before_tick(self, cp, t0, t1) -> None:
         pass
 
-    def arrivals(self, cp, A, t0):
+    def arrivals(self, cp, t0):
+        """The retries due this tick (a dead instance's go where its clients went)."""
         i, dt = cp._i, cp.dt
         due = self.c.retries_due(i).copy()
         live = self._live = cp.inst.serving
@@ -787,19 +788,21 @@ class RequestPathComponent:
             if moved.any():
                 due[dead] = 0.0
                 if live.any():
-                    base = A[live]
+                    base = (cp.cn.req_counts @ cp.rates)[live]
                     tot = base.sum(axis=0)
                     share = np.where(tot > 0, base / np.where(tot > 0, tot, 1.0), 1.0 / live.sum())
                     due[live] += share[:, :, None] * moved[None]
                 else:                                            # nobody to retry against yet: next tick
                     self.c.retry_cal[min(i + 1, self.c.n - 1), 0] += moved
-        due[..., 0] = A * dt
         self._arr = due
-        return due[..., 1:].sum(axis=-1) / dt
+        self._retry_now = due[..., 1:].sum(axis=-1)
+        return self._retry_now / dt
 
     def in_flight(self, cp, A, t0):
-        """Requests holding a max-inflight slot as this tick starts (those that end in it free theirs)."""
+        """Requests holding a max-inflight slot as this tick starts (those that end in it free theirs).
+        ``A`` holds every arrival of the tick: what is not a retry of ours is a first attempt."""
         c = self.c
+        self._arr[..., 0] = np.maximum(A * cp.dt - self._retry_now, 0.0)
         return np.maximum(c.alive - c.cal[min(cp._i, c.n - 1), :, :, c.G_END], 0.0)
 
     def admission(self, cp, A, t0):

@@ -138,9 +138,9 @@ WATCHCACHE_PARAMS = ParamSet([
 ])
 
 CHURN_PARAMS = ParamSet([
-    Param("nodes", 10_000, "nodes", "brief/article.md: target 10k nodes", "cluster size",
+    Param("nodes", 10_000, "nodes", "docs/article.md: target 10k nodes", "cluster size",
           lo=1, hi=100_000, kind=int),
-    Param("pods", 200_000, "pods", "brief/article.md: target 200k pods", "pods at t=0",
+    Param("pods", 200_000, "pods", "docs/article.md: target 200k pods", "pods at t=0",
           lo=0, hi=5_000_000, kind=int),
     Param("namespaces", 1_000, "namespaces",
           "assumption: 1k tenant namespaces (sig-scalability thresholds.md allows 10k)",
@@ -170,16 +170,17 @@ CHURN_PARAMS = ParamSet([
           lo=1.0, hi=3600.0),
     Param("pod_background_updates_per_hour", 1.0, "writes/pod/h",
           "assumption: a running pod's status changes (probes, restarts) about once an hour",
-          "Poisson rate of status writes of running pods", lo=0.0, hi=3600.0),
+          "Poisson rate of status writes of running pods", lo=0.0, hi=3600.0,
+          plausible=(0.25, 4.0), plausible_source="a running pod's status changes from once in four hours (quiet services) to every 15 minutes (probes flapping, restarts)"),
     Param("pod_object_size", 4096, "B",
           "assumption: a typical Pod object is a few KB (the article quotes 15 KB for a Node)",
           "mean pod object size; sizes are U(0.5, 1.5) x this", lo=1, hi=10_000_000, kind=int),
     Param("node_lease_renew_interval", 10.0, "s",
-          "brief/mechanisms.md section 2: kubelet renews its Lease every 10 s (KEP-589)",
+          "docs/upstream.md section 2: kubelet renews its Lease every 10 s (KEP-589)",
           "every node writes its Lease this often (other-type revisions between pod RVs)",
           lo=0.1, hi=3600.0),
     Param("node_status_update_period", 300.0, "s",
-          "brief/mechanisms.md section 2: periodic NodeStatus every 5 min since v1.17",
+          "docs/upstream.md section 2: periodic NodeStatus every 5 min since v1.17",
           "every node writes its Node object this often", lo=1.0, hi=86400.0),
     Param("core_events_per_s", 50.0, "events/s",
           "assumption: core/v1 Event objects written by controllers and kubelets",
@@ -305,6 +306,77 @@ class EventBatch:
         return EventBatch(**{f: np.zeros(0, dtype=_EVENT_DTYPES[f]) for f in _EVENT_FIELDS})
 
 
+class _Index:
+    """One index: value -> the set of keys with that value (client-go's ``threadSafeMap``
+    indices). Built from the state as a table sorted by value; a bucket becomes a Python
+    set only when a write changes it, so listing a fresh cache's 200,000 pods into
+    10,000 buckets costs one sort, not 10,000 sets."""
+
+    def __init__(self, sorted_values: np.ndarray, keys: np.ndarray):
+        cuts = np.flatnonzero(np.diff(sorted_values)) + 1
+        lo = np.r_[0, cuts].astype(np.int64)
+        self._vals = sorted_values[lo] if sorted_values.size else np.zeros(0, dtype=sorted_values.dtype)
+        self._lo = lo if sorted_values.size else np.zeros(0, dtype=np.int64)
+        self._hi = np.r_[cuts, sorted_values.size].astype(np.int64) if sorted_values.size else self._lo
+        self._keys = keys                      # ascending within each bucket (a stable sort of sorted keys)
+        self._sets: dict[int, set[int]] = {}   # buckets changed since the build (empty ones dropped)
+        self._touched: set[int] = set()        # values whose table slice is stale
+
+    def _slice(self, value: int) -> np.ndarray | None:
+        i = int(np.searchsorted(self._vals, value))
+        if i < self._vals.size and self._vals[i] == value:
+            return self._keys[self._lo[i]:self._hi[i]]
+        return None
+
+    def get(self, value: int) -> set[int] | None:
+        """The bucket as a mutable set (None if empty)."""
+        if value in self._touched:
+            return self._sets.get(value)
+        self._touched.add(value)
+        sl = self._slice(value)
+        if sl is None or sl.size == 0:
+            return None
+        bucket = set(sl.tolist())
+        self._sets[value] = bucket
+        return bucket
+
+    def __setitem__(self, value: int, bucket: set[int]):
+        self._touched.add(value)
+        self._sets[value] = bucket
+
+    def __delitem__(self, value: int):
+        self._touched.add(value)
+        self._sets.pop(value, None)
+
+    def sorted_keys(self, value: int) -> np.ndarray:
+        if value in self._touched:
+            b = self._sets.get(value)
+            return np.sort(np.fromiter(b, dtype=np.int64, count=len(b))) if b else np.zeros(0, dtype=np.int64)
+        sl = self._slice(value)
+        return sl.astype(np.int64, copy=True) if sl is not None else np.zeros(0, dtype=np.int64)
+
+    def to_dict(self) -> dict[int, set[int]]:
+        out = {}
+        for v, lo, hi in zip(self._vals.tolist(), self._lo.tolist(), self._hi.tolist()):
+            if v not in self._touched and hi > lo:
+                out[v] = set(self._keys[lo:hi].tolist())
+        out.update({v: set(b) for v, b in self._sets.items() if b})
+        return out
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, _Index):
+            other = other.to_dict()
+        return self.to_dict() == other
+
+
+def _distinct(keys: np.ndarray) -> bool:
+    """No key twice: strictly increasing keys (a LIST's, in key order) are distinct at
+    once; otherwise sort."""
+    if keys.size < 2 or bool(np.all(keys[1:] > keys[:-1])):
+        return True
+    return np.unique(keys).size == keys.size
+
+
 @dataclass
 class ObjectSet:
     """Objects of one resource type (the state a LIST returns): numpy columns."""
@@ -327,7 +399,7 @@ class ObjectSet:
         for f in ("ns", "node", "label", "size", "rv"):
             if getattr(self, f).shape != (n,):
                 raise ParameterError("objects", f"columns must be 1-D of equal length; {f} differs from key")
-        if n and (self.key.min() < 0 or np.unique(self.key).size != n):
+        if n and (self.key.min() < 0 or not _distinct(self.key)):
             raise ParameterError("objects", "keys must be distinct non-negative integers")
 
     def __len__(self) -> int:
@@ -378,14 +450,50 @@ class ClusterWrites:
     initial_pods: ObjectSet
     list_rv: int
     pods: EventBatch
-    rv: np.ndarray
-    time: np.ndarray
-    rtype: np.ndarray
     duration: float
     params: dict
+    #: each type's write times, sorted: (rtype code, times); merged into ``rv``/``time``/
+    #: ``rtype`` only when a reader asks (millions of lease writes that only take revisions)
+    streams: tuple = ()
+
+    def _merged(self):
+        if not hasattr(self, "_merged_cols"):
+            times = [t for _, t in self.streams]
+            ranks = _merge_ranks(times)
+            total = sum(t.size for t in times)
+            all_t = np.empty(total)
+            all_type = np.empty(total, dtype=np.int8)
+            for (code, t), r in zip(self.streams, ranks):
+                all_t[r] = t
+                all_type[r] = code
+            self._merged_cols = (np.arange(self.list_rv + 1, self.list_rv + 1 + total, dtype=np.int64),
+                                 all_t, all_type)
+        return self._merged_cols
+
+    @property
+    def rv(self) -> np.ndarray:
+        """Every write's revision, in order (consecutive from ``list_rv + 1``)."""
+        return self._merged()[0]
+
+    @property
+    def time(self) -> np.ndarray:
+        """Every write's time, in revision order."""
+        return self._merged()[1]
+
+    @property
+    def rtype(self) -> np.ndarray:
+        """Every write's resource type (``RTYPE_*``), in revision order."""
+        return self._merged()[2]
+
+    @property
+    def revisions(self) -> int:
+        """Writes of every type (revisions taken after ``list_rv``)."""
+        return int(sum(t.size for _, t in self.streams))
 
     def writes_per_type(self) -> dict[str, int]:
-        counts = np.bincount(self.rtype, minlength=len(RTYPE_NAMES))
+        counts = np.zeros(len(RTYPE_NAMES), dtype=np.int64)
+        for code, t in self.streams:
+            counts[code] += t.size
         return {RTYPE_NAMES[i]: int(c) for i, c in enumerate(counts)}
 
 
@@ -397,13 +505,31 @@ def _poisson_times(rng: np.random.Generator, rate: float, duration: float) -> np
 
 
 def _periodic_times(rng: np.random.Generator, n_objects: int, period: float, duration: float):
-    """Each object writes every ``period`` from a random phase: (times, object ids)."""
+    """Each object writes every ``period`` from a random phase: (times, object ids).
+
+    In time order, ties in the order of the object ids: write ``j`` of every object falls
+    in ``[j * period, (j + 1) * period)``, so sorting the phases once sorts every write."""
     phase = rng.uniform(0.0, period, size=n_objects)
     k = int(math.ceil(duration / period)) + 1
-    t = (phase[:, None] + period * np.arange(k)[None, :]).ravel()
-    obj = np.repeat(np.arange(n_objects, dtype=np.int64), k)
+    by_phase = np.argsort(phase, kind="stable")
+    t = (phase[by_phase][None, :] + period * np.arange(k)[:, None]).ravel()
+    obj = np.tile(by_phase.astype(np.int64), k)
     keep = t < duration
     return t[keep], obj[keep]
+
+
+def _merge_ranks(times: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Position of every element of each sorted array in their stable merge (ties: the
+    earlier array first, then the order within an array): the same as a stable argsort
+    of their concatenation, without sorting millions of elements."""
+    ranks = []
+    for i, t in enumerate(times):
+        r = np.arange(t.size, dtype=np.int64)
+        for j, u in enumerate(times):
+            if j != i:
+                r += np.searchsorted(u, t, side="right" if j < i else "left")
+        ranks.append(r)
+    return ranks
 
 
 def generate_cluster_writes(seed: int, duration: float, params: Mapping | None = None) -> ClusterWrites:
@@ -500,22 +626,133 @@ def generate_cluster_writes(seed: int, duration: float, params: Mapping | None =
     node_t, _ = _periodic_times(rng, n_nodes, p["node_status_update_period"], duration)
     ev_t = _poisson_times(rng, p["core_events_per_s"], duration)
 
-    all_t = np.concatenate([pod_time, node_t, lease_t, ev_t])
-    all_type = np.concatenate([
-        np.full(pod_time.size, RTYPE_POD, dtype=np.int8), np.full(node_t.size, RTYPE_NODE, dtype=np.int8),
-        np.full(lease_t.size, RTYPE_LEASE, dtype=np.int8), np.full(ev_t.size, RTYPE_EVENT, dtype=np.int8)])
-    order = np.argsort(all_t, kind="stable")
-    all_rv = np.empty(all_t.size, dtype=np.int64)
-    all_rv[order] = counter.allocate(all_t.size)
-
-    pod_order = np.argsort(all_rv[: pod_time.size], kind="stable")
+    # every write gets the next revision in time order (ties: pods, nodes, leases, events);
+    # a pod write's revision is list_rv + 1 + its rank in that order
+    pod_order = np.argsort(pod_time, kind="stable")
+    pod_t = pod_time[pod_order]
+    others = [node_t, lease_t, ev_t]
+    pod_rank = np.arange(pod_t.size, dtype=np.int64)
+    for u in others:
+        pod_rank += np.searchsorted(u, pod_t, side="left")
     pods = EventBatch(
-        rv=all_rv[: pod_time.size][pod_order], time=pod_time[pod_order],
+        rv=list_rv + 1 + pod_rank, time=pod_t,
         key=pod_cols["key"][pod_order], etype=pod_cols["etype"][pod_order],
         ns=pod_cols["ns"][pod_order], node=pod_cols["node"][pod_order],
         label=pod_cols["label"][pod_order], size=pod_cols["size"][pod_order])
-    return ClusterWrites(initial_pods=initial, list_rv=list_rv, pods=pods, rv=all_rv[order],
-                         time=all_t[order], rtype=all_type[order], duration=float(duration), params=p)
+    streams = ((RTYPE_POD, pod_t), (RTYPE_NODE, node_t), (RTYPE_LEASE, lease_t), (RTYPE_EVENT, ev_t))
+    return ClusterWrites(initial_pods=initial, list_rv=list_rv, pods=pods, duration=float(duration), params=p,
+                         streams=streams)
+
+
+# --------------------------------------------------------------------------------------
+# Memory: what the event source and a watch cache hold (kscale_lab.memory)
+# --------------------------------------------------------------------------------------
+
+#: bytes per event of an EventBatch (rv, time, key int64/float64; etype int8; ns, node,
+#: label, size int32) and per object of an ObjectSet (key, rv int64; ns, node, label, size int32)
+EVENT_BYTES = 8 + 8 + 8 + 1 + 4 * 4
+OBJECT_BYTES = 8 + 8 + 4 * 4
+#: bytes per row of the watch cache's tape (:class:`_Log`: the event, its previous
+#: attributes, has_prev, start_after, removed_after)
+TAPE_ROW_BYTES = sum(np.dtype(d).itemsize for d in
+                     (np.int64, np.float64, np.int64, np.int8, np.int32, np.int32, np.int32, np.int32, np.int32,
+                      np.int32, np.bool_, np.int32, np.int64, np.bool_))
+#: bytes per key of the watch cache's store (exists, ns, node, label, size, object RV)
+STORE_KEY_BYTES = 1 + 4 * 4 + 8
+
+
+def write_counts(duration: float, params: Mapping | None = None) -> dict:
+    """Upper bounds of what :func:`generate_cluster_writes` draws over ``duration``:
+    pod creations and deletions, pod events, Lease/Node/Event revisions, all writes.
+    Poisson counts are taken at their mean + 8 standard deviations."""
+    p = CHURN_PARAMS.resolve(params)
+
+    def pois(mean):
+        return mean + 8.0 * math.sqrt(mean) + 16.0 if mean > 0 else 0.0
+
+    T = float(duration)
+    creates = pois(p["pod_creates_per_s"] * T)
+    deletes = min(pois(p["pod_deletes_per_s"] * T), p["pods"])
+    background = pois(p["pods"] * p["pod_background_updates_per_hour"] / 3600.0 * T)
+    pod_events = creates * (2 + p["pod_startup_status_updates"]) + 2 * deletes + background
+    leases = p["nodes"] * (math.ceil(T / p["node_lease_renew_interval"]) + 1)
+    nodes = p["nodes"] * (math.ceil(T / p["node_status_update_period"]) + 1)
+    events = pois(p["core_events_per_s"] * T)
+    return {"creates": creates, "deletes": deletes, "pod_events": pod_events, "leases": leases,
+            "nodes": nodes, "events": events, "writes": pod_events + leases + nodes + events,
+            "pods": p["pods"]}
+
+
+def writes_footprint(duration: float, params: Mapping | None = None, keep_all: bool = False):
+    """What :func:`generate_cluster_writes` holds and allocates (a
+    :class:`kscale_lab.memory.Footprint`): the pods of t = 0 and the pods' events (held),
+    every write's revision, time and type (held only if ``keep_all``: a caller that keeps
+    the whole :class:`ClusterWrites`), and, while it draws them (phase ``writes``), the
+    columns it concatenates, the Lease schedule's grid and the sort of all writes."""
+    from ..memory import Footprint
+
+    c = write_counts(duration, params)
+    fp = Footprint("cluster writes")
+    fp.add("pods at t=0", c["pods"], OBJECT_BYTES)
+    fp.add("pod events", c["pod_events"], EVENT_BYTES)
+    if keep_all:
+        fp.add("every write's revision, time, type", c["writes"], 17)
+    # drawing: the pod columns twice (pieces, concatenation), the initial pods' int64 draws
+    # and key check, every write sorted (time, type, order, revision, and the sorted copies),
+    # the periodic Lease/Node grids (times, ids, mask and their kept copies)
+    fp.add("drawing pod events", c["pod_events"], 2 * EVENT_BYTES, phase="writes")
+    fp.add("drawing pods", c["pods"], 48, phase="writes")
+    fp.add("sorting all writes", c["writes"], 42, phase="writes")
+    fp.add("periodic schedules", c["leases"] + c["nodes"], 33, phase="writes")
+    return fp
+
+
+def _index_bucket_bytes(objects: float, values: float, big_buckets: float = 0.0) -> float:
+    """Bytes of one index (``dict[value, set[key]]``) over ``objects`` keys spread over
+    ``values`` values, plus, optionally, ``big_buckets`` keys that share one value (UNSET):
+    the sets (sized as CPython sizes them, for a bucket a few standard deviations above
+    the mean), one int object per key, the dict's entries and their int keys."""
+    from ..memory import PY_DICT_ENTRY_BYTES, PY_INT_BYTES, set_bytes
+
+    total = 0.0
+    objects = max(0.0, float(objects))
+    if objects > 0 and values > 0:
+        buckets = min(float(values), objects)
+        m = objects / buckets
+        hi = m + 4.0 * math.sqrt(m) + 1.0
+        total += buckets * (set_bytes(int(math.ceil(hi))) + PY_DICT_ENTRY_BYTES + PY_INT_BYTES)
+        total += objects * PY_INT_BYTES
+    if big_buckets > 0:
+        total += set_bytes(int(math.ceil(big_buckets))) + big_buckets * PY_INT_BYTES
+    return total
+
+
+def cache_footprint(name: str, objects: float, keys: float, events: float,
+                    indexes: Mapping[str, tuple[float, float, float]], build_phase: str = "build",
+                    events_phase: str = "events"):
+    """A :class:`WatchCache`'s arrays and indexes (a :class:`kscale_lab.memory.Footprint`).
+
+    ``objects``: objects in the store at most; ``keys``: the largest key + 1 (the store's
+    arrays grow to twice the keys they need, the old ones copied: up to 3x while they grow);
+    ``events``: events added in one :meth:`~WatchCache.add_events` (the tape keeps them all
+    until :meth:`~WatchCache.trim_history`); ``indexes``: per index, (objects spread over
+    values, number of values, objects sharing one value such as UNSET). The cache is built
+    at the moment ``build_phase`` and takes its events at ``events_phase``."""
+    from ..memory import Footprint
+
+    fp = Footprint(f"{name} watch cache")
+    # rebuilding one index: values, keys, their sort and the list of each bucket
+    fp.add(f"{name} cache index build", objects, 40, phase=build_phase)
+    fp.add(f"{name} cache store", keys, 2 * STORE_KEY_BYTES, since=build_phase)
+    idx = sum(_index_bucket_bytes(o, v, big) for o, v, big in indexes.values())
+    fp.add_bytes(f"{name} cache indexes", idx, since=build_phase)
+    if events:
+        fp.add(f"{name} cache store growing", keys, STORE_KEY_BYTES, phase=events_phase)
+        # add_events: the batch's sort by key, previous-event positions, previous and current
+        # attributes, masks, the last event of each key, the ring's per-block arrays
+        fp.add(f"{name} cache add_events temporaries", events, 130, phase=events_phase)
+        fp.add(f"{name} cache tape", events, TAPE_ROW_BYTES, since=events_phase)
+    return fp
 
 
 # --------------------------------------------------------------------------------------
@@ -731,7 +968,10 @@ class WatchCache:
                       "label": np.zeros(0, dtype=np.int32)}
         self._size = np.zeros(0, dtype=np.int32)
         self._orv = np.zeros(0, dtype=np.int64)
-        self._indexes: dict[str, dict[int, set[int]]] = {name: {} for name in INDEX_NAMES}
+        # the indexes (value -> set of keys), built from the state on first use and then
+        # maintained write by write; None until a LIST or a lookup needs them. What they
+        # cost is counted in ``index_ops`` either way (upstream maintains them eagerly).
+        self._idx: dict[str, _Index] = {}
         # counters and histories
         self.events_received = 0
         self.evictions = 0
@@ -805,18 +1045,36 @@ class WatchCache:
         self._orv = r
         self._nkeys = new
 
+    @property
+    def _indexes(self) -> dict[str, "_Index"]:
+        """Every index, built now if it was not yet."""
+        for name in INDEX_NAMES:
+            self._index(name)
+        return self._idx
+
+    def _index(self, name: str) -> "_Index":
+        idx = self._idx.get(name)
+        if idx is None:
+            keys = np.flatnonzero(self._exists)
+            vals = self._attr[_ATTR_OF_INDEX[name]][keys]
+            order = np.argsort(vals, kind="stable")
+            idx = self._idx[name] = _Index(vals[order], keys[order])
+        return idx
+
     def _index_add(self, name: str, value: int, key: int):
-        bucket = self._indexes[name].get(value)
+        bucket = self._idx[name].get(value)
         if bucket is None:
-            self._indexes[name][value] = {key}
+            self._idx[name][value] = {key}
         else:
             bucket.add(key)
 
     def _index_remove(self, name: str, value: int, key: int):
-        bucket = self._indexes[name][value]
+        bucket = self._idx[name].get(value)
+        if bucket is None:
+            raise KscaleError(f"index {name}: no bucket {value} holds key {key}")
         bucket.discard(key)
         if not bucket:
-            del self._indexes[name][value]
+            del self._idx[name][value]
 
     # -- LIST / relist ----------------------------------------------------------------------
     def replace(self, objects: ObjectSet, list_rv: int, time: float = 0.0):
@@ -840,7 +1098,7 @@ class WatchCache:
         self._attr["label"][objects.key] = objects.label
         self._size[objects.key] = objects.size
         self._orv[objects.key] = objects.rv
-        self._rebuild_indexes()
+        self._idx = {}               # each index rebuilt from the new state when first used
         self.index_ops += len(objects) * len(INDEX_NAMES)
         self._start = self._end
         self.removed_event_since_relist = False
@@ -848,19 +1106,6 @@ class WatchCache:
         self._current_rv = list_rv
         self._last_time = max(self._last_time, float(time))
         self._replaces.append((self._end, float(time), list_rv))
-
-    def _rebuild_indexes(self):
-        keys = np.flatnonzero(self._exists)
-        for name in INDEX_NAMES:
-            vals = self._attr[_ATTR_OF_INDEX[name]][keys]
-            order = np.argsort(vals, kind="stable")
-            sv, sk = vals[order], keys[order]
-            cuts = np.flatnonzero(np.diff(sv)) + 1
-            idx: dict[int, set[int]] = {}
-            for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, sv.size]):
-                if hi > lo:
-                    idx[int(sv[lo])] = set(sk[lo:hi].tolist())
-            self._indexes[name] = idx
 
     def restart(self, time: float = 0.0):
         """A new API server process: a new cache LISTs the current state at the current
@@ -887,10 +1132,9 @@ class WatchCache:
 
     def index_bucket(self, index_name: str, value: int) -> np.ndarray:
         """Keys in one index bucket (sorted)."""
-        if index_name not in self._indexes:
+        if index_name not in INDEX_NAMES:
             raise ParameterError("index_name", f"must be one of {', '.join(INDEX_NAMES)}; got {index_name!r}")
-        b = self._indexes[index_name].get(int(value))
-        return np.sort(np.fromiter(b, dtype=np.int64, count=len(b))) if b else np.zeros(0, dtype=np.int64)
+        return self._index(index_name).sorted_keys(int(value))
 
     def list(self, selector: Selector | None = None, index: bool = True, min_rv: int = 0) -> ListResult:
         """LIST from the cache (``WaitUntilFreshAndList``).
@@ -1004,7 +1248,7 @@ class WatchCache:
         old_attr = {a: self._attr[a][touched].copy() for a in ("ns", "node", "label")}
         new_exists = post_exists[last_pos]
         new_attr = {a: cur[a][last_pos] for a in ("ns", "node", "label")}
-        for name in INDEX_NAMES:
+        for name in [n for n in INDEX_NAMES if n in self._idx]:
             a = _ATTR_OF_INDEX[name]
             diff = old_exists & new_exists & (old_attr[a] != new_attr[a])
             rem = np.flatnonzero(old_exists & (~new_exists | diff))

@@ -72,6 +72,7 @@ from ..apiserver.watchcache import (
     UNSET,
     WATCHCACHE_PARAMS,
     EventBatch,
+    ObjectSet,
     Selector,
     WatchCache,
     convert_to_watch_event,
@@ -89,7 +90,7 @@ REFLECTOR_PARAMS = ParamSet([
           "assumption: kube-scheduler, kube-controller-manager and a few operators watch all pods",
           "clients that watch every pod (beside one kubelet per node)", lo=0, hi=10_000, kind=int),
     Param("reconnect", "warm", "1",
-          "brief/mechanisms.md section 4 (getAllEventsSinceLocked: oldest = listRV + 1 after a relist)",
+          "docs/upstream.md section 4 (getAllEventsSinceLocked: oldest = listRV + 1 after a relist)",
           "after an API server restart the clients reconnect to a cache that holds the "
           "history (warm: an HA peer) or to a freshly started one (cold)",
           choices=("warm", "cold"), kind=str),
@@ -577,12 +578,21 @@ class ReflectorFleet:
     * ``trace=[i, j, ...]`` keeps the watch history of a few clients, so that
       :meth:`trace_rvs` can say what their RV was at any time (the RV timelines of a
       lab's plots).
+
+    Sharing work between fleets (results unchanged):
+
+    * ``listed=(objects, list_rv, tape_index)``: the clients' initial LIST, when the
+      cache already holds later events (a cache filled once for several fleets);
+      default: the cache as it is now;
+    * ``pairs``: a dict shared by fleets whose caches received the same events after
+      the same LIST (their tapes may differ in length): the per-field event index each
+      fleet builds from the history is then built once.
     """
 
     def __init__(self, cache: WatchCache, clients: ClientSelectors, *, bookmarks: str = "upstream",
                  timeouts: np.ndarray | None = None, phase: np.ndarray | None = None, seed: int = 0,
                  start_time: float = 0.0, params: Mapping | None = None, record: bool = False,
-                 trace: Sequence[int] | None = None):
+                 trace: Sequence[int] | None = None, listed: tuple | None = None, pairs: dict | None = None):
         if not isinstance(cache, WatchCache):
             raise ParameterError("cache", f"must be a WatchCache; got {type(cache).__name__}")
         if not isinstance(clients, ClientSelectors):
@@ -613,13 +623,19 @@ class ReflectorFleet:
         self.watch_start = self.start_time - phase * timeouts[:, 0]
         self.deadline = self.watch_start + timeouts[:, 0]
         self._k = np.ones(n, dtype=np.int64)
-        self.rv = np.full(n, cache.current_rv, dtype=np.int64)
-        self.e0 = cache.end_index
+        if listed is None:
+            objs, list_rv, self.e0 = cache.objects(), cache.current_rv, cache.end_index
+        else:
+            objs, list_rv, self.e0 = listed
+            if not isinstance(objs, ObjectSet) or not 0 <= int(self.e0) <= cache.end_index:
+                raise ParameterError("listed", "must be (ObjectSet, list RV, tape index <= the cache's end index)")
+            self.e0 = int(self.e0)
+        self.rv = np.full(n, int(list_rv), dtype=np.int64)
         self._e_done = self.e0
         self.now = self.start_time
         self._cold = False
+        self._pairs_cache: dict = {} if pairs is None else pairs
         # state counts at the initial LIST, per field value (for relist sizes)
-        objs = cache.objects()
         self._count0_all = len(objs)
         self._count0 = {}
         for f, (attr, _) in _FIELD_ATTR.items():
@@ -628,7 +644,6 @@ class ReflectorFleet:
         self.initial_objects = int(self._count_objects(np.arange(n), np.full(n, self.e0)).sum())
         self.steady = ResyncTotals()
         self.deliveries = 0
-        self._pairs_cache: dict = {}
         self.record = bool(record)
         self.rewatches: list[WatchRestarts] = []
         tr = np.asarray([] if trace is None else trace, dtype=np.int64).ravel()
@@ -650,7 +665,7 @@ class ReflectorFleet:
         """(value, event) pairs of one field for events [e0, end): sorted keys, the
         event RVs, cumulative object-count deltas."""
         end = self.cache.end_index
-        hit = self._pairs_cache.get(f)
+        hit = self._pairs_cache.get((self.e0, f))
         if hit is not None and hit[0] == end:
             return hit[1]
         c, e0 = self.cache, self.e0
@@ -676,7 +691,7 @@ class ReflectorFleet:
             order = np.argsort(comb, kind="stable")
             out = {"M": M, "comb": comb[order], "csum": np.r_[0, np.cumsum(deltas[order])],
                    "vals": vals, "js": js}
-        self._pairs_cache[f] = (end, out)
+        self._pairs_cache[(self.e0, f)] = (end, out)
         return out
 
     def _groups(self, idx: np.ndarray):

@@ -47,7 +47,8 @@ WORKLOAD_PARAMS = ParamSet([
     Param("endpointslice_bytes", 3000.0, "B",
           "assumption: an EndpointSlice holds up to 100 endpoints of ~100-200 B; most Services are small, "
           "so slices average ~20-30 endpoints",
-          "mean size of an EndpointSlice", lo=100, hi=1_500_000),
+          "mean size of an EndpointSlice", lo=100, hi=1_500_000,
+          plausible=(1000.0, 10000.0), plausible_source='slices of ~10 to ~100 endpoints'),
     Param("services", 5000, "services",
           "assumption: half the sig-scalability threshold of 10,000 Services per cluster "
           "(kubernetes/community sig-scalability/configs-and-limits/thresholds.md)",
@@ -74,7 +75,8 @@ WORKLOAD_PARAMS = ParamSet([
     Param("watch_memory_bytes", 64_000.0, "B",
           "assumption: a cacheWatcher holds two goroutines (8 KB stacks) and a buffered channel of events "
           "(staging/src/k8s.io/apiserver/pkg/storage/cacher/cache_watcher.go)",
-          "API server memory per open watch", lo=0, hi=10**9),
+          "API server memory per open watch", lo=0, hi=10**9,
+          plausible=(16000.0, 256000.0), plausible_source='two goroutine stacks (16 KB) up to a full buffered channel of events'),
     Param("request_memory_bytes", 100_000.0, "B",
           "assumption: a goroutine stack (8 KB), the decoded request, the response buffer and TLS/HTTP2 "
           "buffers of a small request",
@@ -83,22 +85,32 @@ WORKLOAD_PARAMS = ParamSet([
           "assumption: besides decoding it, the cacher spends a few microseconds per event (versioning, "
           "the ring buffer, matching it against its watchers' selectors)",
           "CPU every API server spends on one event from etcd, beside decoding its bytes", lo=0, hi=0.1),
+    Param("events_per_pod", 6.0, "events",
+          "assumption: a pod's life records about six Events (Scheduled, Pulling, Pulled, Created, Started, "
+          "Killing), as the etcd-storage lab assumes",
+          "Events written per pod lifecycle (by the kubelets)", lo=0, hi=1000),
+    Param("event_bytes", 1000.0, "B", "assumption: an Event is 0.7-1.2 KB in protobuf (as the etcd-storage lab)",
+          "size of an Event object", lo=10, hi=1_500_000),
     Param("object_memory_factor", 3.0, "1",
           "assumption: a decoded Go object takes 2-4x its protobuf bytes (maps, strings, pointers)",
-          "watch-cache memory per byte of stored object", lo=0.5, hi=20),
+          "watch-cache memory per byte of stored object", lo=0.5, hi=20,
+          plausible=(2.0, 4.0), plausible_source='decoded Go objects of Kubernetes types take 2-4x their protobuf bytes'),
 ])
 
 
 #: request streams: name -> (mutating, long-running-exempt from overload shedding)
 STREAMS = ("lease", "node_status", "kubelet_get", "pod_status", "controller_write", "controller_read",
-           "pod_bind", "list_pods_all")
+           "pod_bind", "list_pods_all", "event_write")
 S = {name: i for i, name in enumerate(STREAMS)}
-MUTATING = np.array([True, True, False, True, True, False, True, False])
+MUTATING = np.array([True, True, False, True, True, False, True, False, True])
 #: the requests a server that sheds load must still serve to keep nodes alive (APF puts node
 #: leases in its own level; Alibaba's shedding would not drop them either)
-EXEMPT_FROM_SHEDDING = np.array([True, False, False, False, False, False, False, False])
+EXEMPT_FROM_SHEDDING = np.array([True, False, False, False, False, False, False, False, False])
 #: LIST-like streams whose response holds memory in proportion to its size
-IS_LIST = np.array([False, False, False, False, False, False, False, True])
+IS_LIST = np.array([False, False, False, False, False, False, False, True, False])
+#: what each write stream stores in etcd (the etcd-storage lab's kinds)
+STREAM_KIND = {"lease": "lease", "node_status": "node", "pod_status": "pod", "controller_write": "other",
+               "pod_bind": "pod", "event_write": "event"}
 
 
 @dataclass
@@ -252,11 +264,12 @@ def build_workload(p: Mapping, costs: Costs, heartbeats: str = "upstream") -> Wo
     pod_writes = churn * 7.0                       # cluster.POD_WRITES_PER_LIFECYCLE
     eps_writes = churn * float(p["endpointslice_updates_per_pod"])
     other_writes = float(p["other_requests"]) * c.background_write_share
+    event_writes = churn * float(p["events_per_pod"])
     lease_writes = n * lease_r
     node_writes = n * post_r
-    writes = pod_writes + eps_writes + other_writes + lease_writes + node_writes
+    writes = pod_writes + eps_writes + other_writes + lease_writes + node_writes + event_writes
     write_bytes = (pod_writes * pod_bytes + eps_writes * p["endpointslice_bytes"] + other_writes
-                   * p["other_request_bytes"] + lease_writes * lb + node_writes * nb)
+                   * p["other_request_bytes"] + lease_writes * lb + node_writes * nb + event_writes * p["event_bytes"])
 
     # --- per-stream costs (no fan-out: see the module docstring) --------------------------
     def put_cpu(b):
@@ -281,6 +294,7 @@ def build_workload(p: Mapping, costs: Costs, heartbeats: str = "upstream") -> Wo
     cpu[S["pod_bind"]] = put_cpu(pod_bytes)
     cpu[S["list_pods_all"]] = c.request_overhead + list_bytes * (c.protobuf_encode_ns_per_byte
                                                                  + c.json_encode_ns_per_byte) * NS
+    cpu[S["event_write"]] = put_cpu(p["event_bytes"])
     extra = np.where(MUTATING, c.etcd_put_latency, 0.0)
     mem = np.full(n_streams, float(p["request_memory_bytes"]))
     mem[S["list_pods_all"]] += 2.0 * list_bytes    # objects copied out of the cache + the encoded body
@@ -292,6 +306,7 @@ def build_workload(p: Mapping, costs: Costs, heartbeats: str = "upstream") -> Wo
     r[S["node_status"]] = post_r
     r[S["kubelet_get"]] = float(p["kubelet_get_rate"]) + (get_r if heartbeats != "off" else 0.0)
     r[S["pod_status"]] = churn * 3.0 / max(n, 1)   # three status updates per pod lifecycle
+    r[S["event_write"]] = event_writes / max(n, 1)
     kubelet_bytes = churn * 7.0 / max(n, 1) * pod_bytes + post_r * nb
     classes.append(ClientClass("kubelet", "kubelet/v1.x (linux/amd64)", n, r, int(p["kubelet_watches"]),
                                kubelet_bytes, pods / max(n, 1) + 1, pods / max(n, 1) * pod_bytes + nb))
@@ -329,4 +344,6 @@ def build_workload(p: Mapping, costs: Costs, heartbeats: str = "upstream") -> Wo
     return Workload(classes, cpu, extra, mem, c.watch_send_ns_per_byte * NS, ingest, write_bytes, writes,
                     objects, all_bytes, c.reject_overhead, float(p["request_memory_bytes"]),
                     float(p["watch_memory_bytes"]), float(p["object_memory_factor"]),
-                    meta={"heartbeats": heartbeats})
+                    meta={"heartbeats": heartbeats,
+                          "kind_bytes": {"lease": lb, "node": nb, "pod": pod_bytes, "event": float(p["event_bytes"]),
+                                         "other": float(p["other_request_bytes"])}})

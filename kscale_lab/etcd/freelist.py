@@ -11,7 +11,7 @@ bays; how he searches that list decides how long every commit waits.
   a slice copy that shifts every later id. ``release`` sorts the newly freed ids and
   merges them into the list. Every commit therefore touches a number of ids that grows
   with the free list: ~50 ms per million free pages per commit on the lab machine
-  (``brief/etcd-real.md`` section 4).
+  (``data/etcd_real`` section 4).
 * **Segregated hashmap** (``HashmapFreelist``, bbolt ``internal/freelist/hashmap.go``,
   the Alibaba contribution, bbolt PR #141, bbolt v1.3.2, etcd 3.4): the empty bays are
   *spans* (start, size). ``freemaps[size]`` holds the starts of every span of that size,
@@ -44,7 +44,7 @@ out first. The larger-span search visits size classes in the order they were cre
 (a bulk build creates them in ascending size). The result is neither first-fit nor
 best-fit in general, as in bbolt, but it is the same for the same seed.
 
-Article claim served (``brief/article.md`` section 1, claim 3): with the segregated
+Article claim served (``docs/article.md`` section 1, claim 3): with the segregated
 hashmap, etcd storage went from the recommended 2 GB to 100 GB "with no significant
 read/write latency growth".
 """
@@ -969,7 +969,7 @@ def simulate_commits(
 # --------------------------------------------------------------------------------------
 # the cost model
 # --------------------------------------------------------------------------------------
-#: etcd-real.md section 4, "spill mean ms" per (free pages at start, freelist type),
+#: data/etcd_real section 4, "spill mean ms" per (free pages at start, freelist type),
 #: every run listed. These are calibration inputs (measured on the lab machine with
 #: etcd 3.4.23), not results of the model.
 MEASURED_SPILL_MS: dict[tuple[int, str], tuple[float, ...]] = {
@@ -983,13 +983,13 @@ MEASURED_SPILL_MS: dict[tuple[int, str], tuple[float, ...]] = {
     (1_020_000, "map"): (4.1, 3.3),
 }
 
-_SEC4 = "brief/etcd-real.md section 4 (etcd 3.4.23 on the lab machine)"
+_SEC4 = "data/etcd_real section 4 (etcd 3.4.23 on the lab machine)"
 
 PARAMS = ParamSet(
     [
         Param(
             "page_size", 4096, "B",
-            "OS page size; bbolt uses os.Getpagesize() (etcd-real.md counts free pages as bytes/4096)",
+            "OS page size; bbolt uses os.Getpagesize() (data/etcd_real counts free pages as bytes/4096)",
             "bbolt page size", lo=512, hi=65536, kind=int,
         ),
         Param(
@@ -1019,6 +1019,8 @@ PARAMS = ParamSet(
             + _SEC4 + " does not measure it",
             "array freelist: time per id written by the sorted merge of a release",
             lo=0.0, hi=1e-6,
+            plausible=(0.5e-9, 2.0e-9),
+            plausible_source="one 8-byte id written per step of a sorted merge: 0.5-2 ns (memory-bound, 2-4 GB/s of ids)",
         ),
         Param(
             "hashmap_seconds_per_span_op", 2.0e-7, "s",
@@ -1027,6 +1029,8 @@ PARAMS = ParamSet(
             "spill stays flat (3-9 ms) from 0 to 1.02M free pages, i.e. the freelist part "
             "is well under 1 ms per commit",
             "hashmap freelist: time per addSpan or delSpan", lo=0.0, hi=1e-5,
+            plausible=(1.0e-7, 5.0e-7),
+            plausible_source="3 Go map writes per addSpan/delSpan at 30-150 ns each (cache hits to misses)",
         ),
         Param(
             "hashmap_seconds_per_size_class", 2.0e-8, "s",
@@ -1051,7 +1055,7 @@ PARAMS = ParamSet(
         ),
         Param(
             "fsync_seconds", 157e-6, "s",
-            "measured: brief/etcd-real.md disk caveat, a 4 KB write plus fdatasync took "
+            "measured: data/etcd_real disk caveat, a 4 KB write plus fdatasync took "
             "~157 us on the lab machine. Default chosen so that the model and the real "
             "etcd beside it (kscale_lab.etcd.realetcd) run on the same disk figures, like "
             "the other calibrated parameters here; DISK_PRESETS['cloud-ssd'] uses 2 ms "
@@ -1130,7 +1134,7 @@ def commit_time(work: FreelistWork, pages_written, params: Mapping | None = None
     ``commit_time = freelist work + pages_written * (spill_seconds_per_page +
     page_write_seconds) + bbolt_fsyncs_per_commit * fsync_seconds``.
 
-    Calibration (all from ``brief/etcd-real.md`` section 4, etcd 3.4.23, ~300 puts of
+    Calibration (all from ``data/etcd_real`` section 4, etcd 3.4.23, ~300 puts of
     1-64 KiB per commit): the empty-db row gives spill 4.55 ms and write phase 9.0 ms for
     ~2,700 pages (``spill_seconds_per_page`` 1.7 us, ``page_write_seconds`` 3.2 us after the
     two 157 us fsyncs); the 1.02M-free-page rows give the array's extra spill, 54 ms per

@@ -10,11 +10,11 @@ It never touches another etcd.
 :class:`EtcdClient` speaks etcd's gRPC-JSON gateway (``/v3/kv/put``, ``/v3/kv/range``,
 ``/v3/maintenance/status`` ...) with the standard library over one keep-alive HTTP
 connection. Keys and values travel base64-encoded and 64-bit integers come back as JSON
-strings; students see the real wire format (``brief/etcd-real.md`` appendix). A put
+strings; students see the real wire format (``data/etcd_real`` appendix). A put
 rejected because the database reached ``--quota-backend-bytes`` (HTTP 429, gRPC code 8,
 "mvcc: database space exceeded") raises :class:`EtcdNoSpace`.
 
-Measurements, and their traps (``brief/etcd-real.md`` section 1):
+Measurements, and their traps (``data/etcd_real`` section 1):
 
 * **WAL bytes** come from walking the WAL frames (:func:`wal_bytes`): every record is an
   8-byte little-endian length word (low 56 bits: length; top bit set: bits 56-58 give
@@ -109,13 +109,13 @@ PARAMS = ParamSet(
     [
         Param(
             "node_object_bytes", 15_100, "B",
-            "brief/article.md section 2 (~15 KB Node object); brief/etcd-real.md section 3 "
+            "docs/article.md section 2 (~15 KB Node object); data/etcd_real section 3 "
             "built it as 15.1 KB (90.5 MB / 6,000 puts)",
             "size of the Node JSON a kubelet writes with its status", lo=1_000, hi=1_000_000, kind=int,
         ),
         Param(
             "node_status_update_frequency", 10.0, "s",
-            "kubelet --node-status-update-frequency default 10s (brief/mechanisms.md section 2)",
+            "kubelet --node-status-update-frequency default 10s (docs/upstream.md section 2)",
             "how often a kubelet writes its Node status (scenario node)", lo=0.1, hi=3600.0,
             flag="--node-status-update-frequency",
         ),
@@ -126,19 +126,19 @@ PARAMS = ParamSet(
         ),
         Param(
             "node_status_report_frequency_lease", 60.0, "s",
-            "brief/article.md section 2: with Leases the Node is written every 60 s (kubelet 1.13-1.16)",
+            "docs/article.md section 2: with Leases the Node is written every 60 s (kubelet 1.13-1.16)",
             "Node status write period in scenario lease", lo=1.0, hi=86_400.0,
         ),
         Param(
             "node_status_report_frequency_lease300", 300.0, "s",
-            "kubelet >= 1.17 --node-status-report-frequency default 5m (brief/etcd-real.md section 3, B300)",
+            "kubelet >= 1.17 --node-status-report-frequency default 5m (data/etcd_real section 3, B300)",
             "Node status write period in scenario lease300", lo=1.0, hi=86_400.0,
             flag="--node-status-report-frequency",
         ),
         Param(
             "ready_timeout", 30.0, "s",
             "assumption: etcd is ready in ~1 s on an empty dir, 17 s with a 3.8 GB WAL to replay "
-            "(brief/etcd-real.md section 1)",
+            "(data/etcd_real section 1)",
             "how long RealEtcd waits for a new etcd to answer", lo=1.0, hi=600.0,
         ),
     ]

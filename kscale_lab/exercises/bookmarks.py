@@ -13,10 +13,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import call_student, verdict
+from . import Hints, call_student, verdict
 
 EX1 = "Exercise 1 (the 410 decision)"
 EX2 = "Exercise 2 (a bookmark in the reflector)"
+
+hint = Hints({
+    1: ["The cache must prove the client missed nothing: it can if the client's RV is at most one before the "
+        "oldest event it still holds.",
+        "oldest = list_rv + 1 when nothing was evicted since the cache's last LIST (and list_rv > 0); otherwise "
+        "the RV of the first event on the tape.",
+        "oldest = list_rv + 1 if (list_rv > 0 and not removed_since_relist) else first_buffered_rv; "
+        "return '410' if client_rv < oldest - 1 else 'replay'."],
+    2: ["Every event, a bookmark included, moves the reflector's RV forward; only some change the store.",
+        "ADDED and MODIFIED store obj under key, DELETED removes key (it may be gone already), a BOOKMARK "
+        "leaves the store alone.",
+        "if kind == 'DELETED': store.pop(key, None) elif kind in ('ADDED', 'MODIFIED'): store[key] = obj; "
+        "return event_rv"],
+}, {1: EX1, 2: EX2})
 
 _TYPE_NAMES = {0: "ADDED", 1: "MODIFIED", 2: "DELETED", 3: "BOOKMARK"}
 

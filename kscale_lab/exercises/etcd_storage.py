@@ -4,8 +4,10 @@
    ``internal/freelist/hashmap.go``), on ``freemaps`` only (run length -> set of starts);
 2. ``free_page(forward, backward, page)``: merging a freed page with its neighbours
    (``mergeWithExistingSpan``);
-3. a number from the model: the largest db size at which the array freelist still keeps up
-   with the stress test after a compaction.
+3. ``db_limit(put_rate)``: the derivation of the largest db size at which the array freelist
+   still keeps up with the stress test after a compaction, evaluated at several put rates
+   against the model (within 10 %). The checker never prints the model's size nor says
+   which way an answer is off.
 """
 
 from __future__ import annotations
@@ -14,11 +16,31 @@ import copy
 
 import numpy as np
 
-from . import call_student, verdict
+from . import Hints, call_quiet, call_student, verdict
 
 EX1 = "Exercise 1 (hashmap allocate)"
 EX2 = "Exercise 2 (merge on free)"
 EX3 = "Exercise 3 (where does the array freelist give up?)"
+
+hint = Hints({
+    1: ["Look in freemaps[n] first: a run of exactly n pages is the O(1) path.",
+        "Otherwise take any run longer than n: its first n pages are yours, and what is left is a free run of "
+        "its own length, under that length's set.",
+        "pop a start from freemaps[size]; del freemaps[size] if the set is now empty; "
+        "freemaps.setdefault(size - n, set()).add(start + n); return start (0 when nothing fits)."],
+    2: ["A freed page can touch a run that ends just before it and a run that starts just after it.",
+        "backward[page - 1] is the size of the run ending at page - 1; forward[page + 1] the size of the run "
+        "starting at page + 1. Remove both, then add the merged run to both maps.",
+        "start, size = page, 1; if page - 1 in backward: b = backward.pop(page - 1); del forward[page - b]; "
+        "start -= b; size += b. Then the same forward; finally forward[start] = size; "
+        "backward[start + size - 1] = size."],
+    3: ["A commit carries the puts that arrived during the last interval and the last commit: "
+        "n = rate x (T + C). What happens when n reaches the batch limit of 10,000 puts?",
+        "For the array freelist a full batch's commit time C grows linearly with the free pages. "
+        "lab.sweep(..., load='stress') gives capacity = limit / C for a full batch: two db sizes give the line.",
+        "It keeps up while rate x (T + C_full(L)) < limit. Solve C_full(L) = limit / rate - T for the free pages "
+        "L, then db = L x bbolt_page_size / free_fraction."],
+}, {1: EX1, 2: EX2, 3: EX3})
 
 
 def _random_spans(rng: np.random.Generator, k: int) -> list[tuple[int, int]]:
@@ -130,27 +152,49 @@ def check_free_page(fn) -> "Verdict":
                                 "both neighbours included.")
 
 
-def check_array_limit(answer) -> "Verdict":
-    """``answer``: the largest db size (bytes) at which the array freelist still commits the
-    stress test's writes after a compaction that freed half the file (not saturated).
-    Checked by running the model at the answer and 20 % above it."""
+#: put rates (puts/s) at which exercise 3's derivation is evaluated: the stress test's, and two others
+LIMIT_RATES = (2550.0, 1500.0, 4000.0)
+
+
+def array_limit(put_rate: float, tol: float = 1e-3) -> float:
+    """The model's largest db size (bytes, ``free_fraction`` of it free) at which the array
+    freelist keeps up with ``put_rate`` puts/s of the stress test: found by bisection on
+    :meth:`~kscale_lab.labs.etcd_storage.EtcdStorageLab.sweep`'s ``saturated``."""
     from ..labs.etcd_storage import LAB
 
-    if answer is None:
-        return verdict(EX3, "not done yet", "Set db_limit to your answer (bytes).")
-    try:
-        a = float(answer)
-    except (TypeError, ValueError):
-        return verdict(EX3, "not yet right", f"db_limit must be a number of bytes; got {answer!r}.")
-    if not a > 0:
-        return verdict(EX3, "not yet right", f"db_limit must be > 0 bytes; got {answer!r}.")
-    r = LAB.sweep("article", sizes=[a, a * 1.2], freelists=("array",), load="stress")
-    ok, above = bool(r.saturated.iloc[0]), bool(r.saturated.iloc[1])
-    if ok:
-        return verdict(EX3, "not yet right", f"At {a / 1e9:.3g} GB the array's commits already fall behind: "
-                                             f"look lower.")
-    if not above:
-        return verdict(EX3, "not yet right", f"At {a * 1.2 / 1e9:.3g} GB (20 % more) they still keep up: look higher.")
-    return verdict(EX3, "done", f"Up to about {a / 1e9:.3g} GB the array keeps up with "
-                                f"{LAB.params['stress_put_rate'].default:,.0f} puts/s; beyond it every commit is a "
-                                f"full batch and puts time out.")
+    o = {"stress_put_rate": float(put_rate)}
+
+    def sat(db):
+        return bool(LAB.sweep("article", o, sizes=[db], freelists=("array",), load="stress").saturated.iloc[0])
+
+    lo, hi = 1e7, 2e12
+    if sat(lo) or not sat(hi):
+        return float("nan")
+    while hi / lo > 1 + tol:
+        mid = (lo * hi) ** 0.5
+        lo, hi = (lo, mid) if sat(mid) else (mid, hi)
+    return lo
+
+
+def check_array_limit(fn, rates=LIMIT_RATES, tolerance: float = 0.10) -> "Verdict":
+    """``fn(put_rate)`` -> the largest db size (bytes, half of it free after a compaction)
+    at which the array freelist keeps up with ``put_rate`` puts/s of the stress test's
+    1-64 KiB values. Compared with the model at each of ``rates``, within ``tolerance``."""
+    if fn is None or not callable(fn):
+        return verdict(EX3, "not done yet" if fn is None else "not yet right",
+                       "Define db_limit(put_rate)." if fn is None else
+                       f"db_limit must be a function of the put rate; got {type(fn).__name__}.")
+    for rate in rates:
+        got, bad = call_quiet(EX3, fn, rate)
+        if bad:
+            return bad
+        if not got > 0:
+            return verdict(EX3, "not yet right", f"db_limit({rate:,.0f}) must be a size in bytes > 0; got {got!r}.")
+        want = array_limit(rate)
+        if not abs(got - want) <= tolerance * want:
+            return verdict(EX3, "not yet right",
+                           f"At {rate:,.0f} puts/s your db_limit gives {got / 1e9:.3g} GB; the model's array "
+                           f"freelist does not stop keeping up within {tolerance:.0%} of that size. Check the "
+                           f"derivation (hint(3) gives a start).")
+    return verdict(EX3, "done", f"Your derivation finds where the array freelist gives up within {tolerance:.0%} at "
+                                f"{len(rates)} put rates: a full batch's commit outgrows the time to fill it.")

@@ -1,14 +1,38 @@
-"""Checks for the heartbeat lab's exercises."""
+"""Checks for the heartbeat lab's exercises.
+
+1. ``txlog_bytes_per_min(nodes, object_bytes, interval_s, wal_overhead_bytes)``: a formula,
+   against what the simulation writes on three clusters;
+2. ``not_ready(now, probe, grace)``: monitorNodeHealth's rule, vectorised;
+3. ``cores_needed(heartbeat_cpu_cores, background_cpu_cores, apiservers)``: the derivation
+   of the fewest cores per API server with which no node is wrongly marked NotReady,
+   evaluated on several clusters against the event-level model (within 20 %). The checker
+   never prints the model's answer nor says which way an answer is off.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import Verdict, call_student, verdict
+from . import Hints, Verdict, call_quiet, call_student, verdict
 
 EX1 = "Exercise 1 (transaction log per minute)"
 EX2 = "Exercise 2 (the node monitor's verdict)"
 EX3 = "Exercise 3 (how many cores do heartbeats need?)"
+
+hint = Hints({
+    1: ["etcd keeps every write: each heartbeat puts the whole Node object into the log.",
+        "Writes per minute per node: 60 / interval_s. Bytes per write: the object plus the framing.",
+        "nodes x (60 / interval_s) x (object_bytes + wal_overhead_bytes)."],
+    2: ["The rule compares, for every node at once, how long ago its last heartbeat was with the grace period.",
+        "now - probe is the age of each node's last heartbeat (a numpy array). Strictly more than grace: NotReady.",
+        "return (now - np.asarray(probe)) > grace"],
+    3: ["A node goes NotReady when its heartbeats wait longer than the grace period (40 s). When does a queue's "
+        "wait grow without bound?",
+        "lab.steady_state('off', overrides) gives the CPU the cluster asks of the API servers (heartbeat_cpu_cores "
+        "and background_cpu_cores, in cores); they supply apiservers x cores.",
+        "At a utilisation of 1 the queue grows until heartbeats time out: cores = (heartbeat + background cores) "
+        "/ apiservers."],
+}, {1: EX1, 2: EX2, 3: EX3})
 
 
 def check_txlog(fn) -> Verdict:
@@ -62,23 +86,46 @@ def check_not_ready(fn) -> Verdict:
     return verdict(EX2, "done", "Your rule agrees with monitorNodeHealth on 21 cases, the 40 s boundary included.")
 
 
-def check_cores(answer, setting: str = "off") -> Verdict:
-    """``answer``: the fewest cores per API server (3 API servers, 10k nodes) with which
-    no node is wrongly marked NotReady. Checked by running the model at the answer
-    and just below it."""
+#: clusters for exercise 3: 10k nodes as in the article, fewer nodes, a bigger and rarer Node status
+CORES_CASES = ({}, {"nodes": 6_000}, {"node_object_bytes": 30_000.0, "node_status_update_frequency": 20.0})
+
+
+def _cores_case_text(o: dict) -> str:
     from ..labs.heartbeats import LAB
 
-    if answer is None:
-        return verdict(EX3, "not done yet", "Set cores_needed to your answer.")
-    try:
-        a = float(answer)
-    except (TypeError, ValueError):
-        return verdict(EX3, "not yet right", f"cores_needed must be a number; got {answer!r}.")
-    base = {"quota_backend_bytes": 1024**4, "duration": 300.0}
-    ok = LAB.run(setting, dict(base, apiserver_cores=a)).summary["nodes_ever_notready"] == 0
-    below = LAB.run(setting, dict(base, apiserver_cores=max(a * 0.8, 0.1))).summary["nodes_ever_notready"] == 0
-    if not ok:
-        return verdict(EX3, "not yet right", f"With {a:g} cores per API server some nodes still go NotReady.")
-    if below:
-        return verdict(EX3, "not yet right", f"{a * 0.8:.2g} cores (20 % fewer) are still enough: look lower.")
-    return verdict(EX3, "done", f"{a:g} cores per API server carry the heartbeats; 20 % fewer do not.")
+    p = LAB.resolve("off", o)
+    return (f"{p['nodes']:,} nodes, a {p['node_object_bytes'] / 1000:g} KB Node every "
+            f"{p['node_status_update_frequency']:g} s, {p['apiservers']} API servers")
+
+
+def check_cores(fn, setting: str = "off", cases=CORES_CASES) -> Verdict:
+    """``fn(heartbeat_cpu_cores, background_cpu_cores, apiservers)`` -> the fewest cores per
+    API server with which no node is wrongly marked NotReady. Per case the inputs come from
+    the closed form (:meth:`~kscale_lab.labs.heartbeats.HeartbeatsLab.steady_state`); the
+    answer is checked by running the event-level model 20 % below it (some node must go
+    NotReady) and 20 % above it (none may)."""
+    from ..labs.heartbeats import LAB
+
+    if fn is None or not callable(fn):
+        return verdict(EX3, "not done yet" if fn is None else "not yet right",
+                       "Define cores_needed(heartbeat_cpu_cores, background_cpu_cores, apiservers)."
+                       if fn is None else f"cores_needed must be a function; got {type(fn).__name__}.")
+    for o in cases:
+        ss = LAB.steady_state(setting, o)
+        n_api = int(LAB.resolve(setting, o)["apiservers"])
+        a, bad = call_quiet(EX3, fn, ss.heartbeat_cpu_cores, ss.background_cpu_cores, n_api)
+        if bad:
+            return bad
+        if not 0.05 <= a <= 1000:
+            return verdict(EX3, "not yet right", f"For {_cores_case_text(o)} your formula gives {a:g} cores: "
+                                                 f"expected between 0.05 and 1,000 cores per API server.")
+        base = dict(o, quota_backend_bytes=1024**4, duration=300.0)
+        below = LAB.run(setting, dict(base, apiserver_cores=a * 0.8)).summary["nodes_ever_notready"]
+        above = LAB.run(setting, dict(base, apiserver_cores=a * 1.2)).summary["nodes_ever_notready"]
+        if not (below > 0 and above == 0):
+            return verdict(EX3, "not yet right",
+                           f"For {_cores_case_text(o)} your formula gives {a:.3g} cores per API server; the model's "
+                           f"fewest cores without a node wrongly NotReady are not within 20 % of it. Check the "
+                           f"derivation (hint(3) gives a start).")
+    return verdict(EX3, "done", f"Your formula finds the cores within 20 % on {len(cases)} clusters: a heartbeat "
+                                f"misses the grace period once the API servers' queue grows without bound.")

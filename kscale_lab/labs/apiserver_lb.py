@@ -43,7 +43,7 @@ from ..controlplane import CONTROLPLANE_PARAMS, Behaviour, ControlPlane, Control
 from ..costs import COST_PARAMS, Costs
 from ..errors import ParameterError
 from ..params import Param, ParamSet
-from ..scenario import SCENARIO_PARAMS, Scenario, check_memory
+from ..scenario import SCENARIO_PARAMS, Scenario
 from .base import Lab
 from .heartbeats import HEARTBEAT_PARAMS
 
@@ -110,13 +110,19 @@ class APIServerLBLab(Lab):
             raise ParameterError("restart_count", f"must be at most apiservers ({p['apiservers']}); "
                                                   f"got {p['restart_count']}")
 
-    def memory_estimate(self, p: Mapping[str, Any]) -> int:
-        """Bytes the run holds: per-client arrays (~16 columns of 8 B for kubelets and kube-proxies)
-        and the per-tick, per-instance records (12 series and 2 x streams samples)."""
-        clients = int(p["nodes"]) * (2 if p["kube_proxy"] else 1) + 2 + int(p["controllers_other"])
-        steps = int(p["duration"] / p["tick"]) + 2
+    def memory_footprint(self, setting: str, p: Mapping[str, Any]):
+        """What a run holds: the control-plane core's arrays (:func:`kscale_lab.controlplane.footprint`)."""
+        from ..controlplane import footprint
+
         slots = int(p["apiservers"]) + int(p["max_surge"])
-        return clients * 16 * 8 + steps * slots * (12 + 2 * 8) * 8 + 64 * 1024**2
+        return footprint(f"apiserver-lb, {int(p['nodes']):,} nodes", self._clients(p), slots,
+                         int(round(p["duration"] / p["tick"])) + 2, self._streams)
+
+    _streams = 9
+
+    @staticmethod
+    def _clients(p: Mapping[str, Any]) -> int:
+        return int(p["nodes"]) * (2 if p["kube_proxy"] else 1) + 2 + int(p["controllers_other"])
 
     def scenario(self, p: Mapping[str, Any]) -> Scenario:
         return Scenario.from_params({k: p[k] for k in SCENARIO_PARAMS.defaults()})
@@ -125,7 +131,6 @@ class APIServerLBLab(Lab):
         p = self.resolve(setting, overrides)
         self.check(p)
         self.scenario(p)   # validates the scenario (objects >= 2 nodes + pods, ...)
-        check_memory(self.memory_estimate(p), f"{p['nodes']:,} nodes, {p['duration']:g} s")
         costs = Costs.from_params({k: v for k, v in p.items() if k in COST_PARAMS})
         work = build_workload(p, costs, p["heartbeats_setting"])
         cp = ControlPlane(p, work, self.behaviour(setting, p), tick=p["tick"], duration=p["duration"],
@@ -153,7 +158,7 @@ class APIServerLBLab(Lab):
         "upgrade_cpu_imbalance_client_side": ("off", {"lb_policy": "client-side"}),
         "upgrade_cpu_imbalance_surge3": ("article", {}),
         "restart_rebalance_article_s": ("article", {}),
-        "restart_rebalance_upstream_s": ("upstream", {}),
+        "restart_cpu_imbalance_end_upstream": ("upstream", {}),
         "goaway_reconnect_cpu_share_upstream": ("upstream", {}),
         "overload_crashes_off": ("off", {"apiserver_cores": 12.0}),
         "overload_crashes_article": ("article", {"apiserver_cores": 12.0}),
@@ -186,7 +191,7 @@ class APIServerLBLab(Lab):
                 "upgrade_cpu_imbalance_client_side": lambda: sm["upgrade_cpu_imbalance"],
                 "upgrade_cpu_imbalance_surge3": lambda: sm["upgrade_cpu_imbalance"],
                 "restart_rebalance_article_s": lambda: sm["restart_rebalance_s"],
-                "restart_rebalance_upstream_s": lambda: sm["restart_rebalance_s"],
+                "restart_cpu_imbalance_end_upstream": lambda: sm["restart_cpu_imbalance_final"],
                 "goaway_reconnect_cpu_share_upstream": lambda: (sm["goaways_total"] * sm["params"]["tls_handshake_cpu"]
                                                                 / sm["params"]["duration"] / sm["total_demand_cores"]),
                 "overload_crashes_off": lambda: sm["apiserver_crashes"],

@@ -6,8 +6,22 @@ cost model and its own), and computes, for a setting of its switch:
 
 * ``run(setting, overrides)`` -> :class:`~kscale_lab.cluster.RunResult`-like object
   with ``series`` (DataFrame), ``events`` and ``summary`` (metric -> number);
-* ``claims(results)`` -> the lab's own figures for the article's claims listed in
-  ``data/claims/<lab>.csv`` (the claims table puts them side by side).
+* ``claims(results, overrides, only)`` -> the lab's own figures for the article's claims
+  listed in ``data/claims/<lab>.csv`` (the claims table puts them side by side, with
+  each claim's band: the same figure with ``overrides`` of its assumptions).
+* ``memory_estimate(setting, overrides)`` -> (bytes, detail): the peak one run holds, from
+  the lab's :meth:`Lab.memory_footprint`; ``kscale-lab sweep`` refuses a sweep whose
+  concurrent runs would not fit with it;
+* optionally ``report_sections(results)`` -> extra sections for ``kscale-lab report``
+  (a scorecard, a table): a list of ``(title, content)``, content an HTML string, a
+  DataFrame or a Bokeh model.
+
+Memory: every lab says what a run will hold (:meth:`Lab.memory_footprint`, a
+:class:`~kscale_lab.memory.Footprint` of the arrays and tapes it allocates, from the
+resolved parameters), and every ``run`` of every subclass is checked against the limit
+before it starts (:meth:`Lab.__init_subclass__` wraps it): a scenario too large is
+refused with its estimate (:class:`~kscale_lab.errors.ScenarioTooLarge`), never left to
+the kernel's OOM killer.
 
 The registry imports every module of the package, so a new lab needs no edit
 anywhere else.
@@ -15,10 +29,13 @@ anywhere else.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import pkgutil
 from typing import Any, Mapping
 
+from .. import memory
 from ..errors import ParameterError
 from ..params import ParamSet
 from ..scenario import SWITCH_SPECS, scale_with_nodes, switch_spec
@@ -61,12 +78,65 @@ class Lab:
     def run(self, setting: str, overrides: Mapping[str, Any] | None = None):
         raise NotImplementedError
 
-    def run_all(self, overrides: Mapping[str, Any] | None = None, settings=None) -> dict:
-        return {s: self.run(s, overrides) for s in (settings or self.settings)}
+    # -- memory ------------------------------------------------------------------------------
+    def __init_subclass__(cls, **kwargs):
+        """Every ``run`` a lab defines is checked against the memory limit first."""
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if run is None or getattr(run, "_memory_guarded", False):
+            return
 
-    def claims(self, results: Mapping[str, Any] | None = None) -> dict:
-        """claim id -> lab value (computed by the model)."""
+        sig = inspect.signature(run)
+        names = list(sig.parameters)[1:3]      # (setting, overrides), whatever a lab calls them
+
+        @functools.wraps(run)
+        def guarded(self, *args, **kw):
+            bound = sig.bind(self, *args, **kw)
+            bound.apply_defaults()
+            a = bound.arguments
+            self.check_memory(a[names[0]], a[names[1]] if len(names) > 1 else None)
+            return run(self, *args, **kw)
+
+        guarded._memory_guarded = True
+        cls.run = guarded
+
+    def memory_footprint(self, setting: str, p: Mapping[str, Any]) -> "memory.Footprint":
+        """What a run of ``setting`` with the resolved parameters ``p`` holds at its peak:
+        every lab itemises its arrays and tapes (see :mod:`kscale_lab.memory`). A lab that
+        does not is estimated at the baseline only, and ``tests/test_memory.py`` fails."""
+        return memory.Footprint(f"{self.name}: no memory_footprint")
+
+    def memory_estimate(self, setting: str, overrides: Mapping[str, Any] | None = None) -> tuple[int, str]:
+        """(bytes, one-line detail): the peak a run would reach, baseline included."""
+        fp = self.memory_footprint(setting, self.resolve(setting, overrides))
+        return fp.total(), fp.detail()
+
+    def check_memory(self, setting: str, overrides: Mapping[str, Any] | None = None) -> int:
+        """Raise :class:`~kscale_lab.errors.ScenarioTooLarge` if the run would not fit;
+        return the estimate."""
+        need, detail = self.memory_estimate(setting, overrides)
+        memory.check(need, detail)
+        return need
+
+    def fits(self, overrides: Mapping[str, Any] | None = None, settings=None) -> bool:
+        """True if a run of every setting (or ``settings``) fits under the limit."""
+        limit = memory.memory_limit_bytes()
+        return all(self.memory_estimate(s, overrides)[0] <= limit for s in (settings or self.settings))
+
+    def claims(self, results: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None,
+               only=None) -> dict:
+        """claim id -> lab value (computed by the model).
+
+        ``results``: runs of the default parameters to reuse (ignored with ``overrides``);
+        ``overrides``: parameter values applied to every run the claims make (the band of
+        :mod:`kscale_lab.claims`); ``only``: the claim ids the caller needs (None = all): a
+        lab computes at least those and may skip the runs only the others need."""
         raise NotImplementedError
+
+    @staticmethod
+    def wanted(only, *claim_ids: str) -> bool:
+        """True when any of ``claim_ids`` is needed (``only`` None = every claim)."""
+        return only is None or any(c in only for c in claim_ids)
 
 
 _REGISTRY: dict[str, Lab] | None = None

@@ -45,7 +45,6 @@ cost parameters (:data:`PARAMS`, ``kscale-lab params bookmarks``).
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -57,8 +56,11 @@ from ..apiserver.watchcache import (
     MAX_INT32,
     WATCHCACHE_PARAMS,
     WatchCache,
+    cache_footprint,
     capacity_upper_bound,
     generate_cluster_writes,
+    write_counts,
+    writes_footprint,
 )
 from ..clients.reflector import (
     FIELD_ALL,
@@ -72,6 +74,7 @@ from ..clients.reflector import (
 from ..cluster import RunResult
 from ..costs import COST_PARAMS
 from ..errors import ParameterError
+from ..memory import MEMO_OTHERS_BYTES, Footprint, Memo
 from ..params import Param, ParamSet
 from ..scenario import SCENARIO_PARAMS
 from .base import Lab
@@ -91,7 +94,8 @@ BOOKMARK_LAB_PARAMS = ParamSet([
     Param("restart_at", 600.0, "s",
           "assumption: the API server restarts 10 minutes after every client's last LIST (e.g. a previous "
           "restart); a longer uptime lets a rarely-served watcher's RV grow older",
-          "time of the API server restart, counted from the clients' LIST at t = 0", lo=10.0, hi=3600.0),
+          "time of the API server restart, counted from the clients' LIST at t = 0", lo=10.0, hi=3600.0,
+          plausible=(300.0, 1800.0), plausible_source="an API server restarts from 5 to 30 minutes after the clients' last LIST (upgrades and crashes come at any time)"),
     Param("reconnect", "warm", "1",
           "KEP-1904 (efficient watch resumption): a freshly started watch cache begins at its own LIST, so "
           "clients reconnecting to it 'almost always have a resource version that is out of the history "
@@ -166,22 +170,6 @@ def heuristic_watch_cache_size(nodes: int) -> int:
 # Memo: the same writes serve several settings and reruns
 # --------------------------------------------------------------------------------------
 
-class _LRU(OrderedDict):
-    def __init__(self, size: int):
-        super().__init__()
-        self.size = size
-
-    def get_or(self, key, make):
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        value = make()
-        self[key] = value
-        while len(self) > self.size:
-            self.popitem(last=False)
-        return value
-
-
 @dataclass
 class _Writes:
     initial: Any
@@ -190,9 +178,23 @@ class _Writes:
     per_type: dict
     revisions: int
     last_rv: int           # etcd's global revision at the end (every type)
+    # shared by every run on these writes (the results do not change): the pods' cache
+    # filled with them, per watch-cache parameters (settings with the same tape share it),
+    # and the reflector fleets' per-field index of the same history
+    caches: Any = None
+    pairs: dict = None
+
+    def filled_cache(self, wc: Mapping) -> "WatchCache":
+        def make():
+            cache = WatchCache("pods", self.initial, self.list_rv, params=wc)
+            cache.add_events(self.pods)
+            return cache
+        if self.caches is None:
+            self.caches = Memo(2)
+        return self.caches.get_or(_frozen(wc), make)
 
 
-_WRITES = _LRU(2)
+_WRITES = Memo(2)
 
 
 def _frozen(d: Mapping) -> tuple:
@@ -202,9 +204,11 @@ def _frozen(d: Mapping) -> tuple:
 def _writes(seed: int, duration: float, churn: dict) -> _Writes:
     def make():
         w = generate_cluster_writes(seed, duration, churn)
-        last = int(w.rv[-1]) if len(w.rv) else int(w.list_rv)
-        return _Writes(w.initial_pods, w.list_rv, w.pods, w.writes_per_type(), last - int(w.list_rv), last)
-    return _WRITES.get_or((seed, duration, _frozen(churn)), make)
+        last = int(w.list_rv) + w.revisions   # the merged write log is not needed here
+        return _Writes(w.initial_pods, w.list_rv, w.pods, w.writes_per_type(), last - int(w.list_rv), last,
+                       pairs={})
+    held = writes_footprint(duration, churn).held_bytes
+    return _WRITES.get_or((seed, duration, _frozen(churn)), make, held)
 
 
 
@@ -275,6 +279,41 @@ class BookmarksLab(Lab):
             wc.update(lower_bound_capacity=p["lower_bound_capacity"], upper_bound_capacity=upper)
         return wc
 
+    def memory_footprint(self, setting: str, p: Mapping[str, Any]) -> Footprint:
+        """The writes until the restart (memoised), the pods' watch cache (store, indexes,
+        the whole tape), the reflector fleet (per client, per watch restart, the per-field
+        event pairs it searches) and the result's arrays."""
+        T = float(p["restart_at"])
+        churn = self.churn(p)
+        c = write_counts(T, churn)
+        n, ctl = int(p["nodes"]), int(p["controllers"])
+        clients = n + ctl
+        fp = Footprint(f"bookmarks, {n:,} nodes, {p['pods']:,} pods, restart at {T:g} s")
+        fp.extend(writes_footprint(T, churn))
+        fp.add_bytes("earlier runs' writes kept for reuse", MEMO_OTHERS_BYTES)
+        objects = p["pods"] + c["creates"]
+        values = {"spec.nodeName": n, "metadata.namespace": p["namespaces"], "label": p["label_values"]}
+        fp.extend(cache_footprint("pods", objects, objects, c["pod_events"], {
+            "spec.nodeName": (objects, values["spec.nodeName"], c["creates"]),
+            "metadata.namespace": (objects, values["metadata.namespace"], 0),
+            "label": (objects, values["label"], 0)}))
+        watches = clients * (math.ceil(T / p["min_watch_timeout"]) + 2)
+        # per client: selector (9 B), watch start, deadline, watch count, RV (8 B each), and its
+        # watch timeouts (drawn 4 at a time, then 2 more columns as needed: concatenated)
+        fp.add("reflector fleet", clients, 9 + 4 * 8, since="fleet")
+        fp.add("watch timeouts", clients * (math.ceil(T / p["min_watch_timeout"]) + 6), 2 * 8, since="fleet")
+        fp.add("watch restarts recorded", watches, 41, since="fleet")
+        # the selective field's (value, event) pairs: values, event indexes, sorted keys, sums
+        # (<= 2 per event, 8 B each), and the controllers' running object count
+        fp.add("reflector event pairs", c["pod_events"], 4 * 2 * 8 + 8, since="fleet")
+        fp.add("reflector event pairs build", c["pod_events"], 80, phase="fleet")
+        fp.add("one rewatch's temporaries", clients, 200, phase="fleet")
+        # the result: object counts per event, RV ages, steady batches concatenated, series
+        fp.add("result arrays", c["pod_events"], 8 + 4 * 8, phase="result")
+        fp.add("result per client", clients, 8 * 8, phase="result")
+        fp.add("result watch restarts", watches, 41 + 40, phase="result")
+        return fp
+
     def churn(self, p: Mapping[str, Any]) -> dict:
         c = {k: p[k] for k in CHURN_PARAMS.defaults() if k in p and k not in _CHURN_SKIPPED}
         c.update(nodes=p["nodes"], pods=p["pods"], pod_creates_per_s=p["pod_churn"],
@@ -304,26 +343,28 @@ class BookmarksLab(Lab):
                 raise
             raise ParameterError("pod_churn", f"must delete at most the {p['pods']:,} pods of t=0 before the "
                                               f"restart at {T:g} s; got {p['pod_churn']:g} pods/s") from None
-        # the clients LIST a freshly filled cache at t = 0, then the writes arrive
-        cache = WatchCache("pods", w.initial, w.list_rv, params=wc)
+        # the clients LIST a freshly filled cache at t = 0, then the writes arrive (the cache
+        # with every write is built once per tape and shared: the fleets only read it)
+        cache = w.filled_cache(wc)
         clients = self.clients(p)
         n_sel = p["nodes"]
         trace = sorted({0, n_sel // 3, (2 * n_sel) // 3}) + ([n_sel] if p["controllers"] else [])
         fleet = ReflectorFleet(cache, clients, bookmarks=POLICIES[setting]["bookmarks"], seed=p["seed"],
                                params={**wc, "min_watch_timeout": p["min_watch_timeout"]}, record=True,
-                               trace=trace)
-        cache.add_events(w.pods)
+                               trace=trace, listed=(w.initial, w.list_rv, 0), pairs=w.pairs)
         fleet.advance(T)
         # a freshly started cache LISTs at etcd's global revision (leases, nodes, events included)
         out = fleet.restart(T, p["reconnect"], cold_list_rv=max(w.last_rv, cache.current_rv))
         return _Result(self, setting, p, w, cache, clients, fleet, out, trace).build()
 
     # -- claims --------------------------------------------------------------------------
-    def claims(self, results: Mapping[str, RunResult] | None = None) -> dict:
-        results = dict(results or {})
+    def claims(self, results: Mapping[str, RunResult] | None = None, overrides: Mapping[str, Any] | None = None,
+               only=None) -> dict:
+        ov = dict(overrides or {})
+        results = {} if ov else dict(results or {})
         for s in self.settings:
             if s not in results:
-                results[s] = self.run(s)
+                results[s] = self.run(s, ov)
         sm = {s: results[s].summary for s in self.settings}
 
         def ratio(a, b):

@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 
 from ..cluster import POD_WRITES_PER_LIFECYCLE, Cluster, RunResult
+from ..cluster import footprint as cluster_footprint
 from ..costs import COST_PARAMS, Costs
 from ..params import Param, ParamSet
 from ..scenario import SCENARIO_PARAMS, Scenario
@@ -45,7 +46,7 @@ HEARTBEAT_PARAMS = ParamSet([
     Param("node_object_bytes", 15_000.0, "B",
           "article section 2 (~15 KB: dozens of images, volumes); KEP-589: 'over 15 KB'",
           "size of a Node object", lo=100, hi=1_500_000),
-    Param("lease_object_bytes", 350.0, "B", "brief/etcd-real.md: a real Lease is ~350 B",
+    Param("lease_object_bytes", 350.0, "B", "data/etcd_real: a real Lease is ~350 B",
           "size of a node Lease object", lo=50, hi=100_000),
     Param("node_status_update_frequency", 10.0, "s",
           "kubelet nodeStatusUpdateFrequency default (kubelet-config.v1beta1)",
@@ -115,10 +116,18 @@ class HeartbeatsLab(Lab):
     def scenario(self, p: Mapping[str, Any]) -> Scenario:
         return Scenario.from_params({k: p[k] for k in SCENARIO_PARAMS.defaults()})
 
+    def memory_footprint(self, setting: str, p: Mapping[str, Any]):
+        """The event-level cluster's arrays: etcd's keys and revision log, the kubelets,
+        the latency tape (:func:`kscale_lab.cluster.footprint`)."""
+        return cluster_footprint(self.scenario(p), dict(p), setting)
+
     def run(self, setting: str, overrides: Mapping[str, Any] | None = None) -> RunResult:
         p = self.resolve(setting, overrides)
         sc = self.scenario(p)
         result = Cluster(sc, p, setting).run()
+        # the largest cluster these parameters carry (closed form, pods and objects scaled along):
+        # one number per run, so that a sweep can plot it against any parameter
+        result.summary["max_nodes"] = self.max_nodes(setting, p)[0]
         result.summary["params"] = p
         return result
 
@@ -181,25 +190,31 @@ class HeartbeatsLab(Lab):
         return pd.DataFrame(rows)
 
     # --- claims ---------------------------------------------------------------------------------------
-    def claims(self, results: Mapping[str, RunResult] | None = None) -> dict:
-        results = dict(results or {})
-        for s in ("off", "article"):
-            if s not in results:
-                results[s] = self.run(s)
-        off, art = results["off"].summary, results["article"].summary
-        then = {"quota_backend_bytes": 2 * GIB}   # etcd's default quota when the article was written
-        n_off, _ = self.max_nodes("off", then)
-        n_art, _ = self.max_nodes("article", then)
-        s5_off = self.steady_state("off", nodes=5000)
-        s5_art = self.steady_state("article", nodes=5000)
-        return {
-            "txlog_per_min_off": off["etcd_wal_bytes_per_min"] / 1e9,
-            "cpu_share_off": off["apiserver_cpu_heartbeat_share"],
-            "max_nodes_off": n_off,
-            "max_nodes_article": n_art,
-            "lease_txlog_reduction_10k": off["etcd_wal_bytes_per_min"] / art["etcd_wal_bytes_per_min"],
-            "etcd_size_reduction_5k": s5_off.peak_db_bytes / s5_art.peak_db_bytes,
-        }
+    def claims(self, results: Mapping[str, RunResult] | None = None, overrides: Mapping[str, Any] | None = None,
+               only=None) -> dict:
+        ov = dict(overrides or {})
+        results = {} if ov else dict(results or {})
+        out = {}
+        if self.wanted(only, "txlog_per_min_off", "cpu_share_off", "lease_txlog_reduction_10k"):
+            if "off" not in results:
+                results["off"] = self.run("off", ov)
+            off = results["off"].summary
+            out["txlog_per_min_off"] = off["etcd_wal_bytes_per_min"] / 1e9
+            out["cpu_share_off"] = off["apiserver_cpu_heartbeat_share"]
+        if self.wanted(only, "lease_txlog_reduction_10k"):
+            if "article" not in results:
+                results["article"] = self.run("article", ov)
+            art = results["article"].summary
+            out["lease_txlog_reduction_10k"] = off["etcd_wal_bytes_per_min"] / art["etcd_wal_bytes_per_min"]
+        then = dict(ov, quota_backend_bytes=2 * GIB)   # etcd's default quota when the article was written
+        if self.wanted(only, "max_nodes_off"):
+            out["max_nodes_off"] = self.max_nodes("off", then)[0]
+        if self.wanted(only, "max_nodes_article"):
+            out["max_nodes_article"] = self.max_nodes("article", then)[0]
+        if self.wanted(only, "etcd_size_reduction_5k"):
+            out["etcd_size_reduction_5k"] = (self.steady_state("off", ov, nodes=5000).peak_db_bytes
+                                             / self.steady_state("article", ov, nodes=5000).peak_db_bytes)
+        return out
 
 
 def s_quota(p: Mapping[str, Any]) -> float:

@@ -99,6 +99,10 @@ class SchedulerLab(Lab):
         p = sim.resolve({k: v for k, v in user.items() if k not in LAB_PARAMS}, lab["scenario"], setting)
         return {**lab, **p}
 
+    def memory_footprint(self, setting: str, p: Mapping[str, Any]):
+        """The scheduling queue's arrays (:func:`kscale_lab.scheduler.sim.footprint`)."""
+        return sim.footprint(p, setting)
+
     @staticmethod
     def _sim_params(p: Mapping[str, Any]) -> dict:
         return {k: v for k, v in p.items() if k in sim.PARAMS}
@@ -159,12 +163,15 @@ class SchedulerLab(Lab):
         """Issue #63784's experiment: ``pods`` identical pods on ``nodes`` nodes, every
         node evaluated (as before percentageOfNodesToScore), the equivalence cache off
         and on; once for pods without inter-pod affinity, once for pods with required
-        anti-affinity. ``node_cost_factor`` None = calibrated to 2018's scheduler_perf."""
-        f = calibrated_node_cost_factor() if node_cost_factor is None else float(node_cost_factor)
+        anti-affinity. The cache is upstream's eCache: predicate results cached, every
+        feasible node scored afresh (``equivalence_cache_scores=False`` unless
+        ``overrides`` says otherwise). ``node_cost_factor`` None = calibrated to 2018's
+        scheduler_perf."""
+        f = calibrated_node_cost_factor(overrides) if node_cost_factor is None else float(node_cost_factor)
         rows = []
         for kind, share in (("common pods", 0.0), ("pods with anti-affinity", 1.0)):
-            o = {**dict(overrides or {}), "nodes": int(nodes), "burst_pods": int(pods), "churn_rate": 0.0,
-                 "burst_affinity_share": share, "node_cost_factor": f}
+            o = {"equivalence_cache_scores": False, **dict(overrides or {}), "nodes": int(nodes),
+                 "burst_pods": int(pods), "churn_rate": 0.0, "burst_affinity_share": share, "node_cost_factor": f}
             prepared = self.prepare(o)
             r = {}
             for eq in (False, True):
@@ -202,37 +209,55 @@ class SchedulerLab(Lab):
         return top
 
     # -- claims ----------------------------------------------------------------------------------------
-    def claims(self, results: Mapping[str, Any] | None = None) -> dict:
-        results = dict(results or {})
-        if "off" not in results or "article" not in results:
-            prepared = self.prepare()
-            for s in ("off", "article"):
-                if s not in results:
-                    results[s] = self.run(s, prepared=prepared)
-        off, art = results["off"].summary, results["article"].summary
-        ec = self.ecache_effect()
-        f = calibrated_node_cost_factor()
-        c3k = sim.cycle_seconds("off", 3_000, {"node_cost_factor": f})
-        return {
-            "latency_p99_off_10k": off["scheduler_pod_scheduling_sli_duration_seconds_p99"],
-            "nodes_to_score_10k": num_feasible_nodes_to_find(10_000),
-            "nodes_to_score_5k": num_feasible_nodes_to_find(5_000),
-            "relaxed_best_node_share_10k": art["best_score_share"],
-            "ecache_cycle_ratio_common_pods": float(ec.loc["common pods", "cycle on/off"]),
-            "ecache_cycle_ratio_anti_affinity_pods": float(ec.loc["pods with anti-affinity", "cycle on/off"]),
-            "off_pods_per_s_3k_2018": 1.0 / c3k,
-        }
+    def claims(self, results: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None,
+               only=None) -> dict:
+        ov = dict(overrides or {})
+        results = {} if ov else dict(results or {})
+        want = lambda *ids: self.wanted(only, *ids)  # noqa: E731
+        out = {}
+        need = [s for s, c in (("off", "latency_p99_off_10k"), ("article", "relaxed_best_node_share_10k"))
+                if want(c) and s not in results]
+        if need:
+            prepared = self.prepare(ov)
+            for s in need:
+                results[s] = self.run(s, ov, prepared=prepared)
+        if want("latency_p99_off_10k"):
+            out["latency_p99_off_10k"] = results["off"].summary["scheduler_pod_scheduling_sli_duration_seconds_p99"]
+        if want("relaxed_best_node_share_10k"):
+            out["relaxed_best_node_share_10k"] = results["article"].summary["best_score_share"]
+        out["nodes_to_score_10k"] = num_feasible_nodes_to_find(10_000, int(ov.get("percentage_of_nodes_to_score", 0)))
+        out["nodes_to_score_5k"] = num_feasible_nodes_to_find(5_000, int(ov.get("percentage_of_nodes_to_score", 0)))
+        if want("ecache_cycle_ratio_common_pods", "ecache_cycle_ratio_anti_affinity_pods"):
+            ec = self.ecache_effect(overrides=ov)
+            out["ecache_cycle_ratio_common_pods"] = float(ec.loc["common pods", "cycle on/off"])
+            out["ecache_cycle_ratio_anti_affinity_pods"] = float(ec.loc["pods with anti-affinity", "cycle on/off"])
+        if want("off_pods_per_s_3k_2018"):
+            costs = cost_overrides(ov)
+            f = calibrated_node_cost_factor(costs)
+            out["off_pods_per_s_3k_2018"] = 1.0 / sim.cycle_seconds("off", 3_000, {**costs, "node_cost_factor": f})
+        return out
 
 
 _CALIBRATED: dict = {}
+_NAMES = [p.name for p in sim.PARAMS]
+#: the time model's parameters (sim.PARAMS from node_cost_factor on): what a calibration may vary
+COST_MODEL_PARAMS = frozenset(_NAMES[_NAMES.index("node_cost_factor"):])
 
 
-def calibrated_node_cost_factor() -> float:
+def cost_overrides(overrides: Mapping[str, Any] | None) -> dict:
+    """The time model's part of ``overrides`` (no workload, size or mechanism switches)."""
+    return {k: v for k, v in dict(overrides or {}).items() if k in COST_MODEL_PARAMS and k != "node_cost_factor"}
+
+
+def calibrated_node_cost_factor(overrides: Mapping[str, Any] | None = None) -> float:
     """``node_cost_factor`` of kube-scheduler in 2018 (scheduler_perf, 5,000 nodes:
-    18.6 ms per pod, PR #65714); computed once per process."""
-    if "f" not in _CALIBRATED:
-        _CALIBRATED["f"] = sim.calibrate_node_cost_factor()
-    return _CALIBRATED["f"]
+    18.6 ms per pod, PR #65714) with the other costs at their defaults, or as in
+    ``overrides``; computed once per process and overrides."""
+    ov = cost_overrides(overrides)
+    key = tuple(sorted(ov.items()))
+    if key not in _CALIBRATED:
+        _CALIBRATED[key] = sim.calibrate_node_cost_factor(params=ov)
+    return _CALIBRATED[key]
 
 
 def nodes_to_score(num_all_nodes, percentage_of_nodes_to_score: int = 0):

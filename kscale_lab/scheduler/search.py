@@ -246,7 +246,9 @@ class Scheduler:
     * ``equivalence_classes``: filters and scores come from the pod's class table,
       re-evaluated only on the nodes changed since the class last looked; the cost
       model charges those fresh evaluations plus one cached read per node visited
-      (the eCache of kube-scheduler 1.8-1.12 and the article's classes);
+      (the article's classes); with ``equivalence_cache_scores=False`` only the filter
+      results are cached and every feasible node is scored afresh, as kube-scheduler
+      1.8-1.12's eCache did (``pkg/scheduler/core/equivalence``: predicates only);
     * ``relaxed_search``: stop after enough feasible nodes. In ``"off"``/``"article"``
       the scan starts at a random node and stops after ``article_nodes_to_find``
       (0: upstream's adaptive count); in ``"upstream"`` it starts at
@@ -265,6 +267,7 @@ class Scheduler:
         percentage_of_nodes_to_score: int = 0,
         article_nodes_to_find: int = 0,
         equivalence_classes: bool | None = None,
+        equivalence_cache_scores: bool = True,
         relaxed_search: bool | None = None,
         opportunistic_batching: bool = True,
         batching_rescore: bool = False,
@@ -283,6 +286,7 @@ class Scheduler:
         d = MODE_DEFAULTS[mode]
         self.equivalence_classes = d["equivalence_classes"] if equivalence_classes is None else bool(equivalence_classes)
         self.relaxed_search = d["relaxed_search"] if relaxed_search is None else bool(relaxed_search)
+        self.cache_scores = bool(equivalence_cache_scores)
         num_feasible_nodes_to_find(self.n, percentage_of_nodes_to_score)  # validates the percentage
         pct = int(percentage_of_nodes_to_score)
         if not self.relaxed_search and pct not in (0, 100):
@@ -300,7 +304,9 @@ class Scheduler:
         exhaustive = not self.relaxed_search and not self.round_robin
         self.cache = EquivalenceCache(state, with_buckets=exhaustive)
         self._k = self.num_to_find if self.round_robin else self.article_k
-        self._cycle = self._exhaustive if exhaustive else self._relaxed
+        # the unbound function, not a bound method: a bound method kept on self is a reference
+        # cycle, and a finished run's class tables (MBs per class) would wait for the garbage collector
+        self._cycle = type(self)._exhaustive if exhaustive else type(self)._relaxed
         self.next_start = 0
         self.cycle = 0
         self._batch: _Batch | None = None
@@ -381,7 +387,7 @@ class Scheduler:
     # -- one cycle -----------------------------------------------------------
     def schedule_one(self, pod: PodSpec, now: float = 0.0, bind: bool = True) -> Decision:
         self.cycle += 1
-        d = self._cycle(pod, now)
+        d = self._cycle(self, pod, now)
         if bind and d.node >= 0:
             self.state.bind(d.node, pod)
         return d
@@ -392,6 +398,8 @@ class Scheduler:
         if self.equivalence_classes:
             t, created, processed, reach, scored = self.cache.lookup(pod)
             reads, score_reads = n, t.reach[PASS]
+            if not self.cache_scores:  # predicates cached, every feasible node scored afresh
+                scored, score_reads = t.reach[PASS], 0
         else:
             t = self.cache.get(pod)
             created = t is None
@@ -488,6 +496,8 @@ class Scheduler:
             fresh_nodes = dirty + (hint >= 0)
             scored = fresh_scored + pre_scored
             reads, score_reads = processed, found
+            if not self.cache_scores:  # predicates cached, the feasible nodes found scored afresh
+                scored, score_reads = (found if found > 1 else 0) + pre_scored, 0
         else:
             if processed == found:
                 reach = (processed,) * (PASS + 1)

@@ -40,8 +40,8 @@ simplification: upstream keeps them pending and requeues them on cluster events)
 from __future__ import annotations
 
 import heapq
-import itertools
 import time
+from array import array
 from typing import Any, Mapping
 
 import numpy as np
@@ -50,7 +50,7 @@ import pandas as pd
 from ..errors import ParameterError
 from ..params import Param, ParamSet
 from .cluster_state import (
-    LABEL_DISKTYPE, LABEL_ZONE, TAINT_GPU, NodeState, PodSpec, make_nodes,
+    LABEL_DISKTYPE, LABEL_KEYS, LABEL_ZONE, TAINT_GPU, NodeState, PodSpec, make_nodes,
 )
 from .plugins import FILTER_PLUGINS
 from .search import MODE_DEFAULTS, MODES, Decision, Scheduler
@@ -60,13 +60,16 @@ _SO = "kubernetes/kubernetes pkg/scheduler/schedule_one.go"
 
 PARAMS = ParamSet([
     # ---------------------------------------------------------------- scenario
-    Param("nodes", 10_000, "1", "brief/article.md: target 10k nodes", "cluster size", 1, 50_000, kind=int),
+    Param("nodes", 10_000, "1", "docs/article.md: target 10k nodes",
+          "cluster size (the kit's range, as kscale_lab.scenario; memory is checked by estimate, "
+          "KSCALE_LAB_MEMORY_LIMIT_GIB)", 1, 100_000, kind=int),
     Param("seed", 0, "1", "convention", "seed for numpy.random.default_rng", 0, 2**31 - 1, kind=int),
     Param("initial_utilisation", 0.3, "1",
           "assumption: a production cluster is partly full before the burst; scores then differ between nodes",
-          "mean requested/allocatable of already-running pods", 0.0, 0.6),
+          "mean requested/allocatable of already-running pods", 0.0, 0.6,
+          plausible=(0.15, 0.5), plausible_source="a production cluster is a sixth to a half full before a scale-up"),
     Param("churn_rate", 20.0, "pods/s",
-          "kubernetes/community sig-scalability/slos/slos.md: steady state is churn <= 20/s (brief/mechanisms.md)",
+          "kubernetes/community sig-scalability/slos/slos.md: steady state is churn <= 20/s (docs/upstream.md)",
           "arrival rate of pods from the steady churn", 0.0, 1_000.0),
     Param("churn_duration_s", 60.0, "s", "assumption: a window long enough to contain the burst",
           "length of the churn arrival window", 0.0, 3_600.0),
@@ -75,12 +78,14 @@ PARAMS = ParamSet([
     Param("pod_lifetime_s", 300.0, "s", "assumption: short-lived batch-like churn pods",
           "mean lifetime of churn pods (exponential); burst pods are never deleted", 1.0, 1e6),
     Param("burst_pods", 3_000, "pods", "assumption: a scale-up of a few thousand replicas (article section 9)",
-          "pods created by the burst", 0, 500_000, kind=int),
+          "pods created by the burst", 0, 500_000, kind=int,
+          plausible=(1_500, 6_000), plausible_source="the article gives no burst size: a scale-up of a few thousand replicas, half to twice 3,000"),
     Param("burst_at_s", 10.0, "s", "assumption", "time the burst starts", 0.0, 3_600.0),
     Param("burst_creation_rate", 1_000.0, "pods/s",
           "assumption: the ReplicaSet controller's client QPS raised for a 10k-node cluster "
           "(kube-controller-manager --kube-api-qps default is 20 [memory])",
-          "rate at which the burst's pods are created; 0 creates them all at once", 0.0, 1e6),
+          "rate at which the burst's pods are created; 0 creates them all at once", 0.0, 1e6,
+          plausible=(500.0, 2_000.0), plausible_source="no published figure: half to twice the assumption (the ReplicaSet controller's raised client QPS)"),
     Param("burst_deployments", 1, "1", "assumption", "the burst is this many Deployments created back to back, "
           "each with its own template", 1, 1_000, kind=int),
     Param("burst_cpu_m", 500, "millicores", "assumption: a typical small service replica", "cpu request of burst pods",
@@ -95,6 +100,12 @@ PARAMS = ParamSet([
           "(kubernetes/kubernetes PRs #36238, #65714), removed after issue #71013. Default per setting: on in 'article'",
           "evaluate filters and scores once per pod class, then only on the nodes changed since (cached reads cost "
           "equivalence_read_cost_s)", kind=bool, flag="--feature-gates=EnableEquivalenceClassCache"),
+    Param("equivalence_cache_scores", True, "1",
+          "article section 9: 'evaluate predicates/priorities once per class' (scores cached too); "
+          "kube-scheduler's eCache (pkg/scheduler/core/equivalence, 1.8-1.12) cached predicate results only, "
+          "so ecache_effect (issue #63784's experiment) sets it false",
+          "with equivalence classes, cache the scores as well as the filter results (false: every feasible "
+          "node is scored afresh, as upstream's eCache did)", kind=bool),
     Param("relaxed_search", False, "1",
           "article section 9 (relaxed randomisation); upstream percentageOfNodesToScore (pkg/scheduler/schedule_one.go "
           "numFeasibleNodesToFind). Default per setting: on in 'article' and 'upstream'",
@@ -125,14 +136,17 @@ PARAMS = ParamSet([
     Param("filter_cost_s", 0.3e-6, "s/(node*plugin)",
           "assumption: one Filter call on a cached NodeInfo = interface dispatch, a few field reads with cache "
           "misses on 10k NodeInfos, a Status; 0.1-0.5 us in Go",
-          "single-core time of one cheap filter plugin on one node", 0.0, 1e-3),
+          "single-core time of one cheap filter plugin on one node", 0.0, 1e-3,
+          plausible=(0.1e-6, 0.5e-6), plausible_source="the source's own range: 0.1-0.5 us per cheap Filter call in Go"),
     Param("interpod_filter_cost_s", 3e-6, "s/node",
           "assumption: InterPodAffinity walks the pods with affinity terms and topology maps; ~10x a cheap filter "
           "(issue #71013: the only plugin where caching paid off)",
-          "single-core time of the InterPodAffinity filter on one node", 0.0, 1e-3),
+          "single-core time of the InterPodAffinity filter on one node", 0.0, 1e-3,
+          plausible=(1.5e-6, 6e-6), plausible_source="no published figure: half to twice the assumption"),
     Param("score_cost_s", 0.4e-6, "s/(node*plugin)",
           "assumption: Score call + weight + NodePluginScores bookkeeping, a bit more than a filter",
-          "single-core time of one score plugin on one node", 0.0, 1e-3),
+          "single-core time of one score plugin on one node", 0.0, 1e-3,
+          plausible=(0.2e-6, 0.8e-6), plausible_source="no published figure: half to twice the assumption"),
     Param("other_filter_plugins", 4, "plugins",
           "pkg/scheduler/apis/config/v1/default_plugins.go lists 15 Filter plugins; 4 are modelled, most of the "
           "rest PreFilter-Skip for pods without volumes/ports/spread (assumption: ~4 still run per node)",
@@ -145,11 +159,13 @@ PARAMS = ParamSet([
           "DefaultParallelism = 16", "filter/score worker goroutines", 1, 256, kind=int, flag="parallelism"),
     Param("parallel_efficiency", 0.5, "1",
           "assumption: 16 goroutines on an 8+ core control-plane node, with chunking and memory stalls",
-          "effective speedup = parallelism x efficiency (never more than the nodes processed)", 0.01, 1.0),
+          "effective speedup = parallelism x efficiency (never more than the nodes processed)", 0.01, 1.0,
+          plausible=(0.25, 1.0), plausible_source="16 goroutines on an 8+ core node: from a quarter of ideal (memory stalls, chunking) to ideal"),
     Param("cycle_overhead_s", 0.5e-3, "s",
           "assumption: queue pop, snapshot update, PreFilter/PreScore, assume, reserve, metrics per cycle; chosen "
           "so that 5,000 nodes give the order of scheduler_perf SchedulingBasic/5000Nodes (threshold 680 pods/s)",
-          "fixed cost of one scheduling cycle", 0.0, 1.0),
+          "fixed cost of one scheduling cycle", 0.0, 1.0,
+          plausible=(0.25e-3, 1e-3), plausible_source="no published figure: half to twice the assumption"),
     Param("bind_latency_s", 5e-3, "s", "assumption: one API call to create the Binding (async to the cycle)",
           "time from the end of the cycle to the pod being bound", 0.0, 10.0),
     Param("equivalence_lookup_cost_s", 5e-6, "s/pod",
@@ -159,7 +175,8 @@ PARAMS = ParamSet([
           "assumption from kubernetes/kubernetes issue #63784 (eCache on: 60+ pods/s, off: 100+ pods/s at 3,000 "
           "nodes; 'predicates do not cost much more than ecache.Get') and #71013 (three-level cache under locks): "
           "one cached per-node, per-plugin read costs a bit more than running a cheap filter",
-          "cost of reading one cached per-node, per-plugin result (article setting)", 0.0, 1e-3),
+          "cost of reading one cached per-node, per-plugin result (article setting)", 0.0, 1e-3,
+          plausible=(0.2e-6, 0.8e-6), plausible_source="no published figure: half to twice the assumption: a Go map lookup under a read lock, 0.1-1 us (issue #71013 reports contention)"),
     Param("pod_initial_backoff_s", 1.0, "s", "kubernetes/kubernetes pkg/scheduler/internal/queue/scheduling_queue.go DefaultPodInitialBackoffDuration = 1s",
           "first retry delay of an unschedulable pod", 0.0, 60.0, flag="podInitialBackoffSeconds"),
     Param("pod_max_backoff_s", 10.0, "s", "kubernetes/kubernetes pkg/scheduler/internal/queue/scheduling_queue.go DefaultPodMaxBackoffDuration = 10s",
@@ -306,6 +323,69 @@ class CostModel:
         return cycle
 
 
+# --------------------------------------------------------------------------- memory
+def footprint(p: Mapping[str, Any], setting: str):
+    """What a run holds at its peak (a :class:`kscale_lab.memory.Footprint`), from the
+    resolved parameters ``p``: the nodes (twice: a prepared cluster and its copy), the
+    pods and their per-pod lists, one record per scheduling attempt (at most
+    ``max_attempts`` per pod), one table per pod class over every node (filter codes,
+    scores, the feasible index, score buckets, prefix counts), the per-pod frame and the
+    per-second series."""
+    from ..memory import PY_FLOAT_BYTES, PY_INT_BYTES, PY_LIST_SLOT_BYTES, Footprint
+
+    n = int(p["nodes"])
+    churn_mean = p["churn_rate"] * p["churn_duration_s"]
+    churn = churn_mean + 8.0 * np.sqrt(churn_mean) + 16.0 if churn_mean > 0 else 0.0
+    pods = churn + int(p["burst_pods"])
+    attempts = pods * int(p["max_attempts"])
+    classes = min(int(p["churn_templates"]), churn) + (2 * int(p["burst_deployments"]) if p["burst_pods"] else 0)
+    classes = min(classes, pods)
+    nf = len(Decision._fields)
+    fp = Footprint(f"scheduler, {n:,} nodes, {int(pods):,} pods, {int(classes):,} pod classes")
+    # nodes: 6 int64 resources, labels (int16), taints, anti-affinity counts (8 groups, int32)
+    node_bytes = 6 * 8 + 2 * len(LABEL_KEYS) + 8 + 8 * 4
+    fp.add("nodes (prepared and copied)", n, 2 * node_bytes)
+    fp.add("drawing nodes", n, 12 * 8, phase="prepare")
+    fp.add("pods (arrival, template, lifetime)", pods, 25)
+    fp.add("drawing pods", pods, 10 * 8, phase="prepare")
+    # the loop's per-pod lists: arrival and lifetime floats, template ints, pod specs
+    fp.add("per-pod lists", pods, 4 * PY_LIST_SLOT_BYTES + 2 * PY_FLOAT_BYTES + PY_INT_BYTES, since="schedule")
+    fp.add("attempt records", attempts, 8 * (3 + nf), since="schedule")
+    # queues: deletions (time, node, pod), retries, failed counts; the dirty log (node per bind)
+    fp.add("queues", pods, 250, since="schedule")
+    fp.add("dirty log", attempts + pods, PY_LIST_SLOT_BYTES + PY_INT_BYTES, since="schedule")
+    # per class and node: code int8, score int64, feasible bool, score-where-feasible int64,
+    # the feasible index (array q), and either the score buckets and positions (exhaustive
+    # search: node ids and small positions in lists) or two prefix-count lists (ring scans):
+    # two list slots and at most two int objects either way
+    per_node = 1 + 8 + 1 + 8 + 8 + 2 * (PY_LIST_SLOT_BYTES + PY_INT_BYTES)
+    fp.add("pod class tables", classes * n, per_node, since="schedule")
+    fp.add("one class table's build", n, 12 * 8, phase="schedule")
+    fp.add("a batch's sorted nodes", n, 200, phase="schedule")
+    fp.add("random draws", 1 << 16, PY_LIST_SLOT_BYTES + PY_FLOAT_BYTES, since="schedule")
+    # the per-pod frame: ~36 columns, built from per-attempt sums, copied into the DataFrame
+    fp.add("per-pod frame", pods, 36 * 8, since="frame")
+    fp.add("per-pod frame build", pods, 36 * 8 + 8 * 8, phase="frame")
+    fp.add("per-attempt sums", attempts, 5 * 8, phase="frame")
+    fp.add("nodes frame", n, 7 * 8 * 2, since="frame")
+    # the series: bins of series_bin_s up to the last bind; a cycle costs at most every node
+    # through every plugin without parallelism
+    f = p["node_cost_factor"]
+    n_f = 3 + p["other_filter_plugins"]
+    n_s = 2 + p["other_score_plugins"]
+    cycle = (p["cycle_overhead_s"] + p["equivalence_lookup_cost_s"]
+             + n * f * (n_f * p["filter_cost_s"] + p["interpod_filter_cost_s"] + n_s * p["score_cost_s"]
+                        + (n_f + n_s) * p["equivalence_read_cost_s"]))
+    last_arrival = max(p["churn_duration_s"], p["burst_at_s"] + (p["burst_pods"] / p["burst_creation_rate"]
+                                                                  if p["burst_creation_rate"] > 0 else 0.0))
+    end = last_arrival + attempts * cycle + p["max_attempts"] * p["pod_max_backoff_s"] + p["bind_latency_s"] \
+        + (p["pod_lifetime_s"] if churn else 0.0)
+    bins = end / p.get("series_bin_s", 1.0) + 2
+    fp.add("per-second series", bins, 14 * 8 * 2, phase="series")
+    fp.add("series per-pod temporaries", pods, 12 * 8, phase="series")
+    return fp
+
+
 # --------------------------------------------------------------------------- simulation
 def resolve(params: Mapping[str, Any] | None = None, scenario: str | Mapping[str, Any] = "burst",
             setting: str | None = None) -> dict:
@@ -361,6 +441,7 @@ def simulate(setting: str, params: Mapping[str, Any] | None = None, scenario: st
         percentage_of_nodes_to_score=p["percentage_of_nodes_to_score"],
         article_nodes_to_find=p["article_nodes_to_find"],
         equivalence_classes=p["equivalence_classes"],
+        equivalence_cache_scores=p["equivalence_cache_scores"],
         relaxed_search=p["relaxed_search"],
         opportunistic_batching=p["opportunistic_batching"],
         batching_rescore=p["batching_rescore"],
@@ -382,11 +463,12 @@ def simulate(setting: str, params: Mapping[str, Any] | None = None, scenario: st
     heappush, heappop = heapq.heappush, heapq.heappop
     inf = float("inf")
 
-    # one record per attempt: (pod, start, cycle seconds, Decision)
-    rec_pod: list[int] = []
-    rec_start: list[float] = []
-    rec_cycle: list[float] = []
-    rec_dec: list = []
+    # one record per attempt: (pod, start, cycle seconds, Decision), in flat typed buffers
+    # (8 B per number: a list of 200k+ Decision tuples and their int objects took ~4x more)
+    rec_pod = array("q")
+    rec_start = array("d")
+    rec_cycle = array("d")
+    rec_dec = array("q")
     failed: dict[int, int] = {}  # attempts so far of pods that failed at least once
     retry: list = []  # (ready time, pod)
     deletions: list = []  # (time, node, pod)
@@ -411,7 +493,7 @@ def simulate(setting: str, params: Mapping[str, Any] | None = None, scenario: st
         rec_pod.append(k)
         rec_start.append(start)
         rec_cycle.append(c)
-        rec_dec.append(d)
+        rec_dec.extend(d)
         if d[0] >= 0:
             n_sched += 1
             if life[k] != inf:
@@ -448,7 +530,8 @@ def _pod_frame(workload: Workload, rec_pod, rec_start, rec_cycle, rec_dec, n_oth
     st_a = np.asarray(rec_start, dtype=float)
     cy_a = np.asarray(rec_cycle, dtype=float)
     nf = len(Decision._fields)
-    table = np.fromiter(itertools.chain.from_iterable(rec_dec), dtype=np.int64, count=R * nf).reshape(R, nf)
+    table = (np.frombuffer(rec_dec, dtype=np.int64, count=R * nf).reshape(R, nf) if R
+             else np.zeros((0, nf), dtype=np.int64))
     col = {name: table[:, j] for j, name in enumerate(Decision._fields)}
     evals = table[:, 2:2 + len(FILTER_PLUGINS)]
     single = R == P and (R == 0 or bool((kk == np.arange(P)).all()))  # one attempt per pod, in pod order

@@ -162,7 +162,7 @@ class APIServerLBDashboard(Dashboard):
             ("after the upgrade: CPU max/mean", fmt(sm.get("upgrade_cpu_imbalance")), "x"),
             ("&nbsp;&nbsp;... just before the restarts", fmt(sm.get("upgrade_cpu_imbalance_final")), "x"),
             ("after two restarts: CPU max/mean", fmt(sm.get("restart_cpu_imbalance")), "x"),
-            ("time to re-balance after the restarts", _time(sm.get("restart_rebalance_s")), ""),
+            ("re-balanced after the restarts", seconds_text(sm.get("restart_rebalance_s")), ""),
             ("API server OOM kills", str(sm.get("apiserver_crashes", 0)), ""),
             ("clients re-dialled", fmt(sm.get("reconnects_total")), ""),
             ("requests answered 429", fmt(100 * sm.get("rejected_share", 0.0)), "%"),
@@ -186,9 +186,10 @@ def _smooth(x: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _time(x) -> str:
+def seconds_text(x) -> str:
+    """A duration in seconds for people; ``inf`` reads "not within the run"."""
     if x is None or (isinstance(x, float) and (math.isnan(x))):
         return "-"
     if math.isinf(x):
         return "not within the run"
-    return f"{x:.0f} s"
+    return f"after {x:.0f} s"

@@ -20,11 +20,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..claims import load_claims
-from . import PALETTE, SETTING_LABELS, fmt
+from . import (COLORS, DASHES, HATCHES, LIMIT, MARKERS, NEUTRAL, OKABE_ITO, PALETTE, REFERENCE, SERIES_DASHES, SETTING_LABELS,
+               VERDICT, fmt, lighter, setting_style)
 from .dashboard import Dashboard
 
 SETTINGS = ("off", "article", "upstream")
-TRACE_COLORS = ("#7d3c98", "#d35400", "#16a085", "#566573")
+TRACE_COLORS = COLORS[:4]
 SELECTIVITY = {
     "nodes": ("spec.nodeName", {}),
     "namespaces": ("metadata.namespace", {}),
@@ -36,6 +37,7 @@ class BookmarksDashboard(Dashboard):
     """Controls: switch, churn, cache capacity, selectivity, restart time, reconnect."""
 
     lab_name = "bookmarks"
+    memory_controls = ("restart_min",)
 
     def __init__(self, base: dict | None = None, **initial):
         """``base``: parameter overrides every run starts from (e.g. a smaller
@@ -94,12 +96,13 @@ class BookmarksDashboard(Dashboard):
         S["trace"] = ColumnDataSource(dict(t=[], reach=[], zero=[], a0=[], a1=[], a2=[], a3=[]))
         f1 = figure(title="how old is each client's RV? (shaded: what the tape still serves)",
                     x_axis_label="simulated minutes", y_axis_label="RV age (s)", **kw)
-        f1.varea(x="t", y1="zero", y2="reach", source=S["trace"], color="#aed6f1", alpha=0.6,
+        f1.varea(x="t", y1="zero", y2="reach", source=S["trace"], color=OKABE_ITO["sky_blue"], alpha=0.3,
                  legend_label="watch cache reaches back")
         labels = ("selective watcher A", "selective watcher B", "selective watcher C", "a controller")
         self.trace_lines = [f1.step("t", f"a{k}", source=S["trace"], color=TRACE_COLORS[k], line_width=1.6,
+                                    line_dash=SERIES_DASHES[k],
                                     mode="after", legend_label=labels[k]) for k in range(4)]
-        self.restart_span = Span(location=10.0, dimension="height", line_dash="dashed", line_color="#c0392b")
+        self.restart_span = Span(location=10.0, dimension="height", line_dash="dashed", line_color=LIMIT)
         f1.add_layout(self.restart_span)
         f1.legend.location = "top_left"
         f1.legend.label_text_font_size = "8pt"
@@ -107,19 +110,22 @@ class BookmarksDashboard(Dashboard):
         f1.y_range.start = 0
         # 2. re-lists per setting
         factors = [(s, k) for s in SETTINGS for k in ("timeouts", "restart")]
-        S["relists"] = ColumnDataSource(dict(x=factors, n=[0] * len(factors), color=["#888"] * len(factors)))
+        S["relists"] = ColumnDataSource(dict(x=factors, n=[0] * len(factors), color=[NEUTRAL] * len(factors),
+                                             hatch=[" "] * len(factors)))
         f2 = figure(title="re-lists (410 Gone): at watch timeouts, at the restart", x_range=FactorRange(*factors),
                     y_axis_label="relists", **kw)
-        f2.vbar(x="x", top="n", width=0.8, source=S["relists"], color="color")
+        f2.vbar(x="x", top="n", width=0.8, source=S["relists"], color="color", hatch_pattern="hatch",
+                hatch_color="white")
         f2.y_range.start = 0
         f2.xaxis.major_label_text_font_size = "8pt"
         # 3. re-sync volume relative to off
-        S["ratio"] = ColumnDataSource(dict(x=factors, pct=[0.0] * len(factors), color=["#888"] * len(factors),
-                                           label=[""] * len(factors)))
+        S["ratio"] = ColumnDataSource(dict(x=factors, pct=[0.0] * len(factors), color=[NEUTRAL] * len(factors),
+                                           hatch=[" "] * len(factors), label=[""] * len(factors)))
         f3 = figure(title="events to re-sync, % of off (dashed: the article's 3 %)", x_range=FactorRange(*factors),
                     y_axis_label="% of off", y_axis_type="log", **kw)
-        f3.vbar(x="x", top="pct", bottom=0.1, width=0.8, source=S["ratio"], color="color")
-        f3.add_layout(Span(location=3.0, dimension="width", line_dash="dashed", line_color="#555"))
+        f3.vbar(x="x", top="pct", bottom=0.1, width=0.8, source=S["ratio"], color="color", hatch_pattern="hatch",
+                hatch_color="white")
+        f3.add_layout(Span(location=3.0, dimension="width", line_dash="dashed", line_color=REFERENCE))
         f3.y_range.start = 0.1
         f3.y_range.end = 200
         f3.xaxis.major_label_text_font_size = "8pt"
@@ -130,7 +136,7 @@ class BookmarksDashboard(Dashboard):
                     x_axis_label="simulated minutes", y_axis_label="cores / CPU-seconds", **kw)
         self.cpu_line = f4.line("t", "cpu", source=S["cpu"], line_width=2, color=PALETTE["off"],
                                 legend_label="watch timeouts (cores)")
-        self.cpu_dot = f4.scatter("t", "cpu", source=S["cpu_restart"], size=12, color=PALETTE["off"],
+        self.cpu_dot = f4.scatter("t", "cpu", source=S["cpu_restart"], size=12, color=PALETTE["off"], marker="diamond",
                                   legend_label="restart (CPU-seconds)")
         f4.legend.location = "top_left"
         f4.legend.label_text_font_size = "8pt"
@@ -141,7 +147,7 @@ class BookmarksDashboard(Dashboard):
     def fill(self, result) -> None:
         setting = result.setting
         _, overrides = self.overrides()
-        self.results = {s: (result if s == setting else self.lab.run(s, overrides)) for s in SETTINGS}
+        self.results = {s: (result if s == setting else self.run(s, overrides)) for s in SETTINGS}
         tr = result.traces
         t_min = tr["time"].to_numpy() / 60.0
         data = dict(t=t_min, reach=tr["tape_reach_s"].to_numpy(), zero=np.zeros_like(t_min))
@@ -154,33 +160,29 @@ class BookmarksDashboard(Dashboard):
         T = result.summary["params"]["restart_at"]
         self.restart_span.location = T / 60.0
         # relists and ratios
-        xs, n, colors, pct = [], [], [], []
+        xs, n, colors, hatches, pct = [], [], [], [], []
         off = self.results["off"].summary
         for s in SETTINGS:
             sm = self.results[s].summary
             for k in ("timeouts", "restart"):
                 xs.append((s, k))
                 n.append(sm[f"{k}_relists"])
-                colors.append(PALETTE[s] if k == "restart" else _lighter(PALETTE[s]))
+                colors.append(PALETTE[s] if k == "restart" else lighter(PALETTE[s]))
+                hatches.append(HATCHES[s])
                 base = off[f"{k}_resync_items"]
                 pct.append(max(100.0 * sm[f"{k}_resync_items"] / base, 0.1) if base else 0.1)
-        self.sources["relists"].data = dict(x=xs, n=n, color=colors)
-        self.sources["ratio"].data = dict(x=xs, pct=pct, color=colors, label=[f"{p:.1f} %" for p in pct])
+        self.sources["relists"].data = dict(x=xs, n=n, color=colors, hatch=hatches)
+        self.sources["ratio"].data = dict(x=xs, pct=pct, color=colors, hatch=hatches, label=[f"{p:.1f} %" for p in pct])
         df = result.series
         self.sources["cpu"].data = dict(t=(df["time"].to_numpy() + 5.0) / 60.0,
                                         cpu=df["apiserver_resync_cpu_cores"].to_numpy())
         self.sources["cpu_restart"].data = dict(t=[T / 60.0], cpu=[result.summary["restart_apiserver_cpu_seconds"]])
+        self.cpu_line.glyph.line_dash = DASHES[setting]
         for g in (self.cpu_line, self.cpu_dot):
             g.glyph.line_color = PALETTE[setting]
             if hasattr(g.glyph, "fill_color"):
                 g.glyph.fill_color = PALETTE[setting]
         self.summary.value = summary_html(self.lab, result, self.results["off"])
-
-
-def _lighter(hex_color: str, f: float = 0.55) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
-    return "#{:02x}{:02x}{:02x}".format(*(int(c + (255 - c) * f) for c in (r, g, b)))
 
 
 def summary_html(lab, result, off) -> str:
@@ -232,28 +234,60 @@ def ratio_figure(df, param: str, x_label: str, metric: str = "restart_init_event
     for s in ("article", "upstream"):
         g = df[df.setting == s].set_index(param)[metric]
         y = 100.0 * g / off.reindex(g.index)
-        f.line(g.index.to_numpy(), y.to_numpy(), line_width=2, color=PALETTE[s], legend_label=SETTING_LABELS[s])
-        f.scatter(g.index.to_numpy(), y.to_numpy(), size=6, color=PALETTE[s])
-    f.add_layout(Span(location=3.0, dimension="width", line_dash="dashed", line_color="#555"))
+        f.line(g.index.to_numpy(), y.to_numpy(), line_width=2, legend_label=SETTING_LABELS[s], **setting_style(s))
+        f.scatter(g.index.to_numpy(), y.to_numpy(), size=7, marker=MARKERS[s], color=PALETTE[s],
+                  legend_label=SETTING_LABELS[s])
+    f.add_layout(Span(location=3.0, dimension="width", line_dash="dashed", line_color=REFERENCE))
     f.legend.location = "bottom_right"
     return f
 
 
+def churn_figure(churn):
+    """Events to re-sync as % of no bookmarks against how often a kubelet's watch fires
+    (``churn``: one row per churn factor, columns ``events/kubelet/min`` and the ratios)."""
+    from bokeh.models import Span
+    from bokeh.plotting import figure
+
+    sw = churn.melt(id_vars=["events/kubelet/min"],
+                    value_vars=["restart upstream/off %", "restart article/off %", "timeouts article/off %"])
+    fig = figure(title="events to re-sync, % of no bookmarks, against how often a kubelet's watch fires",
+                 x_axis_type="log", y_axis_type="log", width=640, height=300, toolbar_location=None,
+                 x_axis_label="pod events per kubelet per minute", y_axis_label="% of off")
+    style = {"restart article/off %": ("article", "article"), "restart upstream/off %": ("upstream", "upstream"),
+             "timeouts article/off %": (COLORS[2], "off")}
+    for name in sorted(set(sw.variable)):
+        g = sw[sw.variable == name]
+        color, cue = style[name]
+        color = PALETTE.get(color, color)
+        fig.line(g["events/kubelet/min"], g.value, line_width=2, color=color, line_dash=DASHES[cue] if cue != "off"
+                 else "dotted", legend_label=name)
+        fig.scatter(g["events/kubelet/min"], g.value, size=7, marker=MARKERS[cue] if cue != "off" else "diamond",
+                    color=color, legend_label=name)
+    fig.add_layout(Span(location=3.0, dimension="width", line_dash="dashed", line_color=REFERENCE))
+    fig.legend.location = "bottom_right"
+    return fig
+
+
 def claims_figure(table):
-    """The article's 3 % beside the lab's ratios (one bar per claim given as a share)."""
-    from bokeh.models import ColumnDataSource, Span
+    """The article's 3 % beside the lab's ratios (one bar per claim given as a share);
+    each bar says in words whether the claim holds."""
+    from bokeh.models import ColumnDataSource, LabelSet, Span
     from bokeh.plotting import figure
 
     rows = table[table["unit"] == "1"]
     names = rows["claim"].tolist()
     vals = (100.0 * rows["lab_value"].astype(float)).tolist()
-    colors = ["#229954" if h else "#c0392b" for h in rows["holds"]]
-    src = ColumnDataSource(dict(x=names, y=vals, color=colors))
-    f = figure(title="the article's 3 % (dashed) beside the lab (green: holds)", x_range=names, width=640, height=300,
+    holds = [bool(h) for h in rows["holds"]]
+    src = ColumnDataSource(dict(x=names, y=vals, color=[PALETTE["article"] if h else PALETTE["off"] for h in holds],
+                                hatch=[" " if h else "x" for h in holds], verdict=[VERDICT[h] for h in holds]))
+    f = figure(title="the article's 3 % (dashed) beside the lab", x_range=names, width=640, height=300,
                y_axis_label="% (lab value)", toolbar_location=None)
-    f.vbar(x="x", top="y", width=0.7, color="color", source=src)
-    f.add_layout(Span(location=3.0, dimension="width", line_dash="dashed", line_color="#555"))
+    f.vbar(x="x", top="y", width=0.7, color="color", hatch_pattern="hatch", hatch_color="white", source=src)
+    f.add_layout(LabelSet(x="x", y="y", text="verdict", source=src, text_align="center", y_offset=3,
+                          text_font_size="9pt"))
+    f.add_layout(Span(location=3.0, dimension="width", line_dash="dashed", line_color=REFERENCE))
     f.xaxis.major_label_orientation = 0.5
     f.xaxis.major_label_text_font_size = "8pt"
     f.y_range.start = 0
+    f.y_range.range_padding = 0.15
     return f

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..apiserver.consistent_read import COMPONENTS
 from ..claims import load_claims
-from . import PALETTE, SETTING_LABELS, fmt
+from . import COLORS, HATCHES, MARKERS, NEUTRAL, OKABE_ITO, PALETTE, SETTING_LABELS, fmt, setting_style
 from .dashboard import Dashboard
 
 ROWS = [("describe node", "GET node", "describe: GET node"),
@@ -17,8 +17,11 @@ ROWS = [("describe node", "GET node", "describe: GET node"),
         ("get nodes", "kubectl", "get nodes: kubectl"),
         ("kubelet LIST storm", "kubelet LIST pods", "kubelet LIST (no queue)")]
 LABELS = [r[2] for r in ROWS]
-COMPONENT_COLORS = dict(zip(COMPONENTS, ("#95a5a6", "#8e44ad", "#7f8c8d", "#c0392b", "#e67e22", "#d35400",
-                                         "#27ae60", "#2980b9", "#34495e"), strict=True))
+_O = OKABE_ITO
+COMPONENT_COLORS = dict(zip(COMPONENTS, (_O["sky_blue"], _O["yellow"], NEUTRAL, _O["vermillion"], _O["orange"],
+                                         _O["reddish_purple"], _O["bluish_green"], _O["blue"], _O["black"]), strict=True))
+# a second cue beside colour: neighbours in the stack never share a hatch
+COMPONENT_HATCHES = dict(zip(COMPONENTS, (" ", "/", ".", " ", "\\", "x", " ", "-", " "), strict=True))
 COMPONENT_LABELS = {"rtt": "round trips", "fresh": "wait for fresh cache", "queue": "queueing",
                     "etcd": "etcd (quorum ranges)", "transfer": "transfer", "decode": "decode etcd objects",
                     "filter": "cache filter / index", "encode": "encode response", "client": "client"}
@@ -56,6 +59,7 @@ class CachedReadsDashboard(Dashboard):
     the kubelet LIST storm over time."""
 
     lab_name = "cached-reads"
+    memory_controls = ("nodes", "pods_per_node")
 
     def __init__(self, **initial):
         self._cache: dict = {}
@@ -114,7 +118,8 @@ class CachedReadsDashboard(Dashboard):
         f1 = figure(title="latency breakdown, one request of each kind", y_range=FactorRange(*reversed(LABELS)),
                     x_axis_label="seconds", width=440, height=330, toolbar_location=None)
         bars = f1.hbar_stack(list(COMPONENTS), y="row", height=0.7, source=S["breakdown"],
-                             color=[COMPONENT_COLORS[c] for c in COMPONENTS])
+                             color=[COMPONENT_COLORS[c] for c in COMPONENTS],
+                             hatch_pattern=[COMPONENT_HATCHES[c] for c in COMPONENTS], hatch_color="white")
         f1.add_layout(Legend(items=[(COMPONENT_LABELS[c], [r]) for c, r in zip(COMPONENTS, bars, strict=True)],
                              orientation="horizontal", ncols=3, label_text_font_size="7pt", spacing=2, padding=2,
                              margin=2, glyph_width=12, glyph_height=10), "below")
@@ -123,15 +128,17 @@ class CachedReadsDashboard(Dashboard):
         self.breakdown_figure = f1
 
         cats = [(s, st) for s in SCENARIO_ORDER for st in ("off", "article", "upstream")]
-        S["compare"] = ColumnDataSource(dict(x=cats, y=[1e-3] * len(cats), color=[PALETTE[c[1]] for c in cats]))
+        S["compare"] = ColumnDataSource(dict(x=cats, y=[1e-3] * len(cats), color=[PALETTE[c[1]] for c in cats],
+                                             hatch=[HATCHES[c[1]] for c in cats]))
         claims = {c.claim: c for c in load_claims("cached-reads")}
         S["article"] = ColumnDataSource(dict(x=[("describe node", "off"), ("describe node", "article")],
                                              y=[claims["describe_node_off_s"].value,
                                                 claims["describe_node_article_s"].value]))
         f2 = figure(title="the three settings (x: the article's figure)", x_range=FactorRange(*cats),
                     y_axis_type="log", y_axis_label="seconds", width=440, height=330, toolbar_location=None)
-        f2.vbar(x="x", top="y", bottom=1e-4, width=0.8, color="color", source=S["compare"])
-        f2.scatter(x="x", y="y", source=S["article"], marker="x", size=14, line_width=3, color="#111")
+        f2.vbar(x="x", top="y", bottom=1e-4, width=0.8, color="color", hatch_pattern="hatch", hatch_color="white",
+                source=S["compare"])
+        f2.scatter(x="x", y="y", source=S["article"], marker="x", size=14, line_width=3, color=COLORS[3])
         f2.xaxis.major_label_orientation = 1.0
         f2.xaxis.group_label_orientation = 0
         f2.y_range.start = 1e-3
@@ -139,7 +146,8 @@ class CachedReadsDashboard(Dashboard):
         S["cpu"] = ColumnDataSource(dict(row=LABELS, api=[0.0] * len(LABELS), etcd=[0.0] * len(LABELS)))
         f3 = figure(title="CPU per request: API server and etcd", y_range=FactorRange(*reversed(LABELS)),
                     x_axis_label="core-seconds", **kw)
-        cpu_bars = f3.hbar_stack(["api", "etcd"], y="row", height=0.7, source=S["cpu"], color=["#2980b9", "#c0392b"])
+        cpu_bars = f3.hbar_stack(["api", "etcd"], y="row", height=0.7, source=S["cpu"], color=[PALETTE["article"], PALETTE["off"]],
+                                   hatch_pattern=[" ", "/"], hatch_color="white")
         f3.add_layout(Legend(items=[("API server", [cpu_bars[0]]), ("etcd (all members)", [cpu_bars[1]])],
                              orientation="horizontal", label_text_font_size="8pt", padding=2, margin=2), "below")
         f3.x_range.start = 0
@@ -147,9 +155,10 @@ class CachedReadsDashboard(Dashboard):
         S["storm"] = ColumnDataSource(dict(t=[], api=[], etcd=[], rejected=[]))
         f4 = figure(title="kubelets LIST their pods at once: CPU in use", x_axis_label="seconds",
                     y_axis_label="cores", **kw)
-        f4.line("t", "api", source=S["storm"], line_width=2, color="#2980b9", legend_label="API servers")
-        f4.line("t", "etcd", source=S["storm"], line_width=2, color="#c0392b", legend_label="etcd")
-        f4.scatter("t", "rejected", source=S["storm"], size=3, color="#7f8c8d", legend_label="429s per tick")
+        f4.line("t", "api", source=S["storm"], line_width=2, color=PALETTE["article"], legend_label="API servers")
+        f4.line("t", "etcd", source=S["storm"], line_width=2, color=PALETTE["off"], line_dash="dashed",
+                legend_label="etcd")
+        f4.scatter("t", "rejected", source=S["storm"], size=4, marker="x", color=NEUTRAL, legend_label="429s per tick")
         f4.legend.label_text_font_size = "8pt"
         f4.legend.location = "top_right"
         f4.y_range.start = 0
@@ -171,7 +180,7 @@ class CachedReadsDashboard(Dashboard):
         cats = [(sc, st) for sc in SCENARIO_ORDER for st in ("off", "article", "upstream")]
         ys = [heads[st][sc] for sc, st in cats]
         self.sources["compare"].data = dict(x=cats, y=[max(float(y), 1e-4) if np.isfinite(y) else 1e-4 for y in ys],
-                                            color=[PALETTE[c[1]] for c in cats])
+                                            color=[PALETTE[c[1]] for c in cats], hatch=[HATCHES[c[1]] for c in cats])
         s = result.series
         self.sources["storm"].data = dict(t=s["time"].to_numpy(), api=s["apiserver_cpu_cores"].to_numpy(),
                                           etcd=s["etcd_cpu_cores"].to_numpy(), rejected=s["rejected_429"].to_numpy())
@@ -236,7 +245,7 @@ def scale_figure(lab, nodes=(1000, 2500, 5000, 10_000)):
     for s in lab.settings:
         ys = [lab.run(s, {"nodes": int(n), "consistency_probes": 10, "kubelet_list_share": 0.0}).summary[
             "describe_node_seconds"] for n in nodes]
-        f.line(list(nodes), ys, line_width=2, color=PALETTE[s], legend_label=SETTING_LABELS[s])
-        f.scatter(list(nodes), ys, size=6, color=PALETTE[s])
+        f.line(list(nodes), ys, line_width=2, legend_label=SETTING_LABELS[s], **setting_style(s))
+        f.scatter(list(nodes), ys, size=7, marker=MARKERS[s], color=PALETTE[s], legend_label=SETTING_LABELS[s])
     f.legend.location = "bottom_right"
     return f

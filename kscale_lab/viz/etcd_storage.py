@@ -10,11 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..claims import load_claims
-from . import PALETTE, SETTING_LABELS, fmt
+from . import COLORS, DASHES, LIMIT, MARKERS, NEUTRAL, PALETTE, REFERENCE, SETTING_LABELS, fmt, setting_style
 from .dashboard import Dashboard
 
 GB = 1e9
 FREELIST_COLORS = {"array": PALETTE["off"], "map": PALETTE["article"]}
+FREELIST_MARKERS = {"array": MARKERS["off"], "map": MARKERS["article"]}
 
 
 def _finite(x) -> np.ndarray:
@@ -66,7 +67,7 @@ class EtcdStorageDashboard(Dashboard):
 
     def make_figures(self):
         from bokeh.layouts import gridplot
-        from bokeh.models import ColumnDataSource, Span
+        from bokeh.models import ColumnDataSource, Label, Span
         from bokeh.plotting import figure
 
         S = self.sources
@@ -80,26 +81,29 @@ class EtcdStorageDashboard(Dashboard):
         for fl in ("array", "map"):
             f1.line("gb", f"{fl}_p99", source=S["sweep"], line_width=2, color=FREELIST_COLORS[fl],
                     legend_label=f"{fl} p99")
+            f1.scatter("gb", f"{fl}_p99", source=S["sweep"], size=6, marker=FREELIST_MARKERS[fl],
+                       color=FREELIST_COLORS[fl], legend_label=f"{fl} p99")
             f1.line("gb", f"{fl}_p50", source=S["sweep"], line_width=1, line_dash="dashed",
                     color=FREELIST_COLORS[fl], legend_label=f"{fl} p50")
-        self.db_marker = Span(location=2.0, dimension="height", line_dash="dotted", line_color="#555")
+        self.db_marker = Span(location=2.0, dimension="height", line_dash="dotted", line_color=REFERENCE)
         f1.add_layout(self.db_marker)
         f1.legend.location = "top_left"
         f1.legend.label_text_font_size = "8pt"
         f1.y_range.start = 0
         f2 = figure(title="free space by run length (at this db size)", x_axis_label="run of free pages",
                     y_axis_label="runs", y_axis_type="log", **kw)
-        f2.vbar(x="run", top="spans", bottom=1, width=0.8, source=S["hist"], color="#7f8c8d")
+        f2.vbar(x="run", top="spans", bottom=1, width=0.8, source=S["hist"], color=NEUTRAL)
         f3 = figure(title="etcd db size vs --quota-backend-bytes", x_axis_label="simulated minutes",
                     y_axis_label="GB", **kw)
         self.db_line = f3.line("t", "db", source=S["series"], line_width=2, color=PALETTE["off"],
                                legend_label="db file")
-        f3.line("t", "db_use", source=S["series"], line_width=1, line_dash="dotted", color="#333",
+        f3.line("t", "db_use", source=S["series"], line_width=1, line_dash="dotted", color=COLORS[3],
                 legend_label="in use")
-        f3.line("t", "history", source=S["series"], line_width=1, color="#e67e22", legend_label="MVCC history")
-        f3.line("t", "quota", source=S["series"], line_width=2, line_dash="dashed", color="#7d3c98",
+        f3.line("t", "history", source=S["series"], line_width=1.5, line_dash="dashdot", color=COLORS[0],
+                legend_label="MVCC history")
+        f3.line("t", "quota", source=S["series"], line_width=2, line_dash="dashed", color=LIMIT,
                 legend_label="quota")
-        f3.scatter("t", "db", source=S["alarm"], size=12, marker="x", color="#7d3c98", line_width=3,
+        f3.scatter("t", "db", source=S["alarm"], size=12, marker="x", color=LIMIT, line_width=3,
                    legend_label="NOSPACE")
         f3.legend.location = "top_left"
         f3.legend.label_text_font_size = "8pt"
@@ -108,6 +112,14 @@ class EtcdStorageDashboard(Dashboard):
                     y_axis_label="ms", **kw)
         self.commit_line = f4.line("t", "commit", source=S["series"], line_width=2, color=PALETTE["off"])
         f4.y_range.start = 0
+        # when etcd refuses writes (NOSPACE) the plots say so instead of drawing nothing
+        self.refused_labels = []
+        for f, y in ((f3, 195), (f4, 110)):
+            lab = Label(x=12, y=y, x_units="screen", y_units="screen", text="", text_font_size="10pt",
+                        text_font_style="bold", text_color="#7d3c98", background_fill_color="white",
+                        background_fill_alpha=0.8)
+            f.add_layout(lab)
+            self.refused_labels.append(lab)
         self.figures = [f1, f2, f3, f4]
         return gridplot([[f1, f2], [f3, f4]], toolbar_location=None)
 
@@ -125,22 +137,59 @@ class EtcdStorageDashboard(Dashboard):
         self.sources["hist"].data = dict(run=lengths[keep], spans=np.maximum(counts[keep], 1))
         df = result.series
         t = df["time"].to_numpy() / 60.0
+        # several etcds (--etcd-servers-overrides): each has its own quota, so the plot shows
+        # the fullest one against it, not their sum
+        groups = [c for c in df.columns if c.startswith("db_bytes[")]
+        db = (df[groups].max(axis=1) if groups else df["etcd_mvcc_db_total_size_in_bytes"]).to_numpy()
+        share = db / np.maximum(df["etcd_mvcc_db_total_size_in_bytes"].to_numpy(), 1.0)
+        self.figures[2].title.text = ("etcd db size vs --quota-backend-bytes" if not groups else
+                                      f"the fullest of {len(groups)} etcds vs --quota-backend-bytes")
+        # no commit happens in a second in which etcd accepted no write
+        commit = _finite(df["etcd_disk_backend_commit_duration_seconds"].to_numpy()) * 1e3
+        commit = np.where(df["etcd_mvcc_put_per_s"].to_numpy() > 0, commit, np.nan)
         self.sources["series"].data = dict(
-            t=t, db=df["etcd_mvcc_db_total_size_in_bytes"].to_numpy() / GB,
-            db_use=df["etcd_mvcc_db_total_size_in_use_in_bytes"].to_numpy() / GB,
+            t=t, db=db / GB, db_use=df["etcd_mvcc_db_total_size_in_use_in_bytes"].to_numpy() * share / GB,
             quota=df["etcd_server_quota_backend_bytes"].to_numpy() / GB,
-            history=df["etcd_mvcc_history_bytes"].to_numpy() / GB,
-            commit=_finite(df["etcd_disk_backend_commit_duration_seconds"].to_numpy()) * 1e3)
+            history=df["etcd_mvcc_history_bytes"].to_numpy() * share / GB, commit=commit)
         sm = result.summary
         if np.isnan(sm["etcd_nospace_at_s"]):
             self.sources["alarm"].data = dict(t=[], db=[])
         else:
             i = min(int(sm["etcd_nospace_at_s"]), len(df) - 1)
-            self.sources["alarm"].data = dict(t=[t[i]], db=[df["etcd_mvcc_db_total_size_in_bytes"].iloc[i] / GB])
+            self.sources["alarm"].data = dict(t=[t[i]], db=[db[i] / GB])
+        refused = refused_text(sm)
+        for lab in self.refused_labels:
+            lab.text = refused
+            lab.visible = bool(refused)
         color = PALETTE[setting]
         for glyph in (self.db_line, self.commit_line):
-            glyph.glyph.line_color = color
+            glyph.glyph.line_color = PALETTE[setting]
+            glyph.glyph.line_dash = DASHES[setting]
         self.summary.value = summary_html(self.lab, result, sw, ov["db_size_bytes"])
+
+
+REFUSED = "etcd refuses writes: NOSPACE"
+
+
+def refused_text(sm) -> str:
+    """One line when the run's etcd raised NOSPACE (empty otherwise): from when, and
+    whether it accepted any write at all."""
+    at = sm["etcd_nospace_at_s"]
+    if np.isnan(at):
+        return ""
+    if sm["etcd_mvcc_put_per_s"] <= 0:
+        return f"{REFUSED} from {fmt(at, 's')} (every write)"
+    return f"{REFUSED} from {fmt(at, 's')} ({fmt(sm['etcd_refused_writes'])} writes refused)"
+
+
+def latency_text(x, refused: bool = False) -> str:
+    """A put latency for people: ms; a commit that cannot keep up (inf) "falls behind";
+    no latency at all (no write accepted) says why instead of NaN."""
+    if x is None or np.isnan(x):
+        return REFUSED if refused else "no writes"
+    if not np.isfinite(x):
+        return "falls behind"
+    return fmt(x * 1e3, "ms")
 
 
 def summary_html(lab, result, sweep, db_bytes: float) -> str:
@@ -149,25 +198,47 @@ def summary_html(lab, result, sweep, db_bytes: float) -> str:
     claims = {c.claim: c for c in load_claims(lab.name)}
     near = sweep.loc[(sweep.db_bytes - db_bytes).abs().groupby(sweep.freelist).idxmin()]
     pt = {r.freelist: r for r in near.itertuples()}
-    nospace = "never" if np.isnan(sm["etcd_nospace_at_s"]) else f"at {fmt(sm['etcd_nospace_at_s'], 's')}"
-    lat = lambda x: "falls behind" if not np.isfinite(x) else fmt(x * 1e3, "ms")  # noqa: E731
+    refused = refused_text(sm)
+    dead = bool(refused) and sm["etcd_mvcc_put_per_s"] <= 0
+    nospace = "never" if not refused else f"at {fmt(sm['etcd_nospace_at_s'], 's')}"
+    groups = [c for c in result.series.columns if c.startswith("db_bytes[")]
+    if groups:   # each etcd has its own quota: the fullest one is what can hit it
+        peak, peak_label = float(result.series[groups].max().max()), f"peak db size (fullest of {len(groups)}) / quota"
+    else:
+        peak, peak_label = sm["etcd_mvcc_db_total_size_in_bytes_max"], "peak db size / quota"
+    hist = sm["history_bytes_per_compaction_window"]
+    if dead:
+        hist_text = f"none ({REFUSED})"
+    elif np.isnan(hist):
+        hist_text = "no full window in this run"
+    else:
+        hist_text = fmt(hist / GB, "GB")
     rows = [
         ("freelist", p["backend_bbolt_freelist_type"], ""),
         ("etcd clusters", f"{sm['etcds']}", ""),
-        ("peak db size / quota", f"{fmt(sm['etcd_mvcc_db_total_size_in_bytes_max'] / GB)} / "
-                                 f"{fmt(sm['etcd_server_quota_backend_bytes'] / GB, 'GB')}", ""),
+        (peak_label, f"{fmt(peak / GB)} / {fmt(sm['etcd_server_quota_backend_bytes'] / GB, 'GB')}", ""),
         ("NOSPACE alarm", nospace, ""),
-        ("history per compaction window", fmt(sm["history_bytes_per_compaction_window"] / GB, "GB"),
+        ("history per compaction window", hist_text,
          claims["history_per_window_node_status_10k_gb"].article + " (Node status)"),
         ("free pages after compaction (max)", fmt(sm["bbolt_free_pages_max"]), ""),
-        ("put p99 over the run", lat(sm["put_latency_p99_s"]), ""),
-        (f"put p99 at {fmt(db_bytes / GB, 'GB')}: array / map", f"{lat(pt['array'].put_p99_s)} / "
-                                                              f"{lat(pt['map'].put_p99_s)}",
+        ("put p99 over the run", latency_text(sm["put_latency_p99_s"], bool(refused)), ""),
+        (f"put p99 at {fmt(db_bytes / GB, 'GB')} (sweep): array / map", f"{latency_text(pt['array'].put_p99_s)} / "
+                                                                      f"{latency_text(pt['map'].put_p99_s)}",
          claims["map_p99_growth_2_to_100gb"].article),
     ]
     body = "".join(f"<tr><td>{a}</td><td style='text-align:right'><b>{b}</b></td>"
                    f"<td style='color:#666'>{c}</td></tr>" for a, b, c in rows)
-    return (f"<div style='font-size:12px'><b>{SETTING_LABELS[result.setting]}</b>"
+    lesson = ""
+    if dead:
+        live = sm["etcd_mvcc_db_total_size_in_bytes_max"]
+        lesson = (f"<div style='color:#7d3c98;margin:4px 0'><b>{refused}.</b> The cluster's objects alone "
+                  f"take {fmt(live / GB, 'GB')}, more than the {fmt(sm['etcd_server_quota_backend_bytes'] / GB, 'GB')} "
+                  f"quota: the article's \"too small to hold the objects\". The latency sweep (top left) still "
+                  f"compares the freelists; for a live etcd try <i>article</i> (100 GiB), <i>upstream</i> (8 GiB) or "
+                  f"one etcd per resource.</div>")
+    elif refused:
+        lesson = f"<div style='color:#7d3c98;margin:4px 0'><b>{refused}.</b></div>"
+    return (f"<div style='font-size:12px'><b>{SETTING_LABELS[result.setting]}</b>{lesson}"
             f"<table><tr><th></th><th>lab</th><th>article</th></tr>{body}</table></div>")
 
 
@@ -181,10 +252,13 @@ def sweep_figure(df, title: str = "put p99 vs db size", measured=None):
     for fl, g in df.groupby("freelist", sort=False):
         f.line(g.db_bytes / GB, _finite(g.put_p99_s) * 1e3, line_width=2, color=FREELIST_COLORS[fl],
                legend_label=f"{fl} (model)")
+        f.scatter(g.db_bytes / GB, _finite(g.put_p99_s) * 1e3, size=6, marker=FREELIST_MARKERS[fl],
+                  color=FREELIST_COLORS[fl], legend_label=f"{fl} (model)")
         sat = g[g.saturated] if "saturated" in g else g.iloc[:0]
         if len(sat):
             f.scatter(sat.db_bytes / GB, np.full(len(sat), np.nanmax(_finite(df.put_p99_s)) * 1e3 * 1.05),
-                      marker="triangle", size=8, color=FREELIST_COLORS[fl], legend_label=f"{fl}: falls behind")
+                      marker="inverted_triangle", size=9, color=FREELIST_COLORS[fl],
+                      legend_label=f"{fl}: falls behind")
     for fl, pts in (measured or {}).items():
         xs, ys = zip(*pts)
         f.scatter(np.asarray(xs) / GB, np.asarray(ys) * 1e3, size=9, marker="circle", fill_color="white",
@@ -210,9 +284,9 @@ def history_figure(lab, nodes=(1000, 2500, 5000, 7500, 10_000), quota_gib: float
             r = lab.run("article", {"nodes": int(n), "heartbeat_stream": hb, "duration": 330.0,
                                     "quota_backend_bytes": 1024**4, "db_size_bytes": 0})
             ys.append(r.summary["history_bytes_per_compaction_window"] / GB)
-        f.line(list(nodes), ys, line_width=2, color=PALETTE[hb], legend_label=labels[hb])
-        f.scatter(list(nodes), ys, size=6, color=PALETTE[hb])
+        f.line(list(nodes), ys, line_width=2, legend_label=labels[hb], **setting_style(hb))
+        f.scatter(list(nodes), ys, size=7, marker=MARKERS[hb], color=PALETTE[hb], legend_label=labels[hb])
     f.add_layout(Span(location=quota_gib * 1024**3 / GB, dimension="width", line_dash="dashed",
-                      line_color="#7d3c98"))
+                      line_color=LIMIT))
     f.legend.location = "top_left"
     return f

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..claims import load_claims
-from . import PALETTE, SETTING_LABELS, fmt
+from . import COLORS, DASHES, LIMIT, MARKERS, NEUTRAL, PALETTE, REFERENCE, SETTING_LABELS, fmt, setting_style
 from .dashboard import Dashboard
 
 GIB = 1024**3
@@ -66,24 +66,24 @@ class HeartbeatDashboard(Dashboard):
         f1 = figure(title="etcd transaction log (WAL) written", y_axis_label="GB per minute", **kw)
         self.wal_line = f1.line("t", "wal", source=S["series"], line_width=2, color=PALETTE["off"])
         target = claims["txlog_per_min_off"]
-        f1.add_layout(Span(location=target.value, dimension="width", line_dash="dashed", line_color="#555"))
+        f1.add_layout(Span(location=target.value, dimension="width", line_dash="dashed", line_color=REFERENCE))
         f1.add_layout(Label(x=0.1, y=target.value, text=f"article: {target.article} (Node status, 10k nodes)",
-                            text_font_size="9pt", text_color="#555", y_offset=3))
+                            text_font_size="9pt", text_color=REFERENCE, y_offset=3))
         f1.y_range.start = 0
         f2 = figure(title="etcd db size vs --quota-backend-bytes", y_axis_label="GB", **kw)
         self.db_line = f2.line("t", "db", source=S["series"], line_width=2, color=PALETTE["off"],
                                legend_label="db size (file)")
-        f2.line("t", "db_use", source=S["series"], line_width=1, line_dash="dotted", color="#333",
+        f2.line("t", "db_use", source=S["series"], line_width=1, line_dash="dotted", color=COLORS[3],
                 legend_label="in use")
-        f2.line("t", "quota", source=S["series"], line_width=2, line_dash="dashed", color="#7d3c98",
+        f2.line("t", "quota", source=S["series"], line_width=2, line_dash="dashed", color=LIMIT,
                 legend_label="quota")
-        f2.scatter("t", "db", source=S["alarm"], size=12, marker="x", color="#7d3c98", line_width=3,
+        f2.scatter("t", "db", source=S["alarm"], size=12, marker="x", color=LIMIT, line_width=3,
                    legend_label="NOSPACE alarm")
         f2.legend.location = "top_left"
         f2.legend.label_text_font_size = "8pt"
         f2.y_range.start = 0
         f3 = figure(title="API server CPU", y_axis_label="cores (all API servers)", **kw)
-        f3.varea_stack(["hb", "other"], x="t", source=S["series"], color=["#e67e22", "#aab7b8"],
+        f3.varea_stack(["hb", "other"], x="t", source=S["series"], color=[COLORS[0], NEUTRAL], hatch_pattern=[" ", "/"],
                        legend_label=["heartbeats", "everything else"])
         f3.legend.location = "top_left"
         f3.legend.label_text_font_size = "8pt"
@@ -116,9 +116,9 @@ class HeartbeatDashboard(Dashboard):
             self.sources["alarm"].data = dict(t=[], db=[])
         else:
             self.sources["alarm"].data = dict(t=[(alarm_t + 1) / 60.0], db=[sm["etcd_quota_backend_bytes"] / 1e9])
-        color = PALETTE[setting]
         for glyph in (self.wal_line, self.db_line, self.nr_line):
-            glyph.glyph.line_color = color
+            glyph.glyph.line_color = PALETTE[setting]
+            glyph.glyph.line_dash = DASHES[setting]
         self.summary.value = summary_html(self.lab, result)
 
 
@@ -164,8 +164,9 @@ def scale_figure(lab, max_nodes: int = 20_000, quota_gib: float = 2.0):
                x_axis_label="nodes (pods and objects scale along)", y_axis_label="GB", toolbar_location=None)
     for s in lab.settings:
         peak = [lab.steady_state(s, nodes=int(n)).peak_db_bytes / 1e9 for n in nodes]
-        f.line(nodes, peak, line_width=2, color=PALETTE[s], legend_label=SETTING_LABELS[s])
-    f.add_layout(Span(location=quota_gib * GIB / 1e9, dimension="width", line_dash="dashed", line_color="#7d3c98"))
+        f.line(nodes, peak, line_width=2, legend_label=SETTING_LABELS[s], **setting_style(s))
+        f.scatter(nodes[::4], peak[::4], size=7, marker=MARKERS[s], color=PALETTE[s], legend_label=SETTING_LABELS[s])
+    f.add_layout(Span(location=quota_gib * GIB / 1e9, dimension="width", line_dash="dashed", line_color=LIMIT))
     f.legend.location = "top_left"
     return f
 
@@ -178,7 +179,8 @@ def onset_figure(df, param: str = "apiserver_cores"):
                x_axis_label="cores per API server (3 API servers)", y_axis_label="nodes ever NotReady",
                toolbar_location=None)
     for s, g in df.groupby("setting", sort=False):
-        f.line(g[param], g["nodes_ever_notready"], line_width=2, color=PALETTE[s], legend_label=SETTING_LABELS[s])
-        f.scatter(g[param], g["nodes_ever_notready"], size=6, color=PALETTE[s])
+        f.line(g[param], g["nodes_ever_notready"], line_width=2, legend_label=SETTING_LABELS[s], **setting_style(s))
+        f.scatter(g[param], g["nodes_ever_notready"], size=7, marker=MARKERS[s], color=PALETTE[s],
+                  legend_label=SETTING_LABELS[s])
     f.legend.location = "top_right"
     return f

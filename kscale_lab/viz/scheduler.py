@@ -15,7 +15,7 @@ import numpy as np
 
 from ..claims import load_claims
 from ..scheduler.search import MODE_DEFAULTS
-from . import PALETTE, SETTING_LABELS, fmt
+from . import COLORS, DASHES, HATCHES, LIMIT, MARKERS, NEUTRAL, PALETTE, REFERENCE, SERIES_DASHES, SETTING_LABELS, fmt, setting_style
 from .dashboard import Dashboard
 
 #: score gaps shown one by one; larger ones are pooled in the last bar
@@ -28,6 +28,7 @@ class SchedulerDashboard(Dashboard):
     """Predict, then toggle: the scheduling queue under a Deployment burst."""
 
     lab_name = "scheduler"
+    memory_controls = ("nodes", "burst_pods")
 
     def __init__(self, **initial):
         self._syncing = False
@@ -100,26 +101,26 @@ class SchedulerDashboard(Dashboard):
 
         claims = {c.claim: c for c in load_claims("scheduler")}
         S = self.sources
-        S["pods"] = ColumnDataSource(dict(t=[], latency=[], color=[]))
+        S["pods"] = ColumnDataSource(dict(t=[], latency=[], color=[], marker=[]))
         S["series"] = ColumnDataSource(dict(t=[], p99=[], arrived=[], bound=[], pending=[], evaluated=[],
                                             reads=[]))
         S["gap"] = ColumnDataSource(dict(gap=[], share=[], label=[]))
         kw = dict(width=400, height=240, toolbar_location=None)
         f1 = figure(title="scheduling latency (queue wait + cycle + bind)", y_axis_type="log",
                     x_axis_label="simulated seconds (when bound)", y_axis_label="seconds", **kw)
-        f1.scatter("t", "latency", source=S["pods"], size=3, alpha=0.35, color="color")
+        f1.scatter("t", "latency", source=S["pods"], size=4, alpha=0.4, color="color", marker="marker")
         self.p99_line = f1.line("t", "p99", source=S["series"], line_width=2, color=PALETTE["off"],
                                 legend_label="p99 of each second")
         target = claims["latency_p99_off_10k"]
-        f1.add_layout(Span(location=target.value, dimension="width", line_dash="dashed", line_color="#555"))
+        f1.add_layout(Span(location=target.value, dimension="width", line_dash="dashed", line_color=REFERENCE))
         f1.add_layout(Label(x=0, y=target.value, text=f"article: {target.article} (off, 10k nodes)",
-                            text_font_size="9pt", text_color="#555", y_offset=3))
+                            text_font_size="9pt", text_color=REFERENCE, y_offset=3))
         f1.y_range.start = 1e-3
         f1.y_range.end = 300
         f1.legend.location = "bottom_right"
         f1.legend.label_text_font_size = "8pt"
         f2 = figure(title="pods per second", x_axis_label="simulated seconds", y_axis_label="pods/s", **kw)
-        f2.step("t", "arrived", source=S["series"], mode="after", line_width=1, color="#888",
+        f2.step("t", "arrived", source=S["series"], mode="after", line_width=1, color=NEUTRAL, line_dash="dashed",
                 legend_label="created")
         self.bound_line = f2.step("t", "bound", source=S["series"], mode="after", line_width=2,
                                   color=PALETTE["off"], legend_label="bound")
@@ -130,9 +131,9 @@ class SchedulerDashboard(Dashboard):
                     y_axis_label="nodes", **kw)
         self.eval_line = f3.line("t", "evaluated", source=S["series"], line_width=2, color=PALETTE["off"],
                                  legend_label="filters run afresh")
-        f3.line("t", "reads", source=S["series"], line_width=2, line_dash="dashed", color="#7d3c98",
+        f3.line("t", "reads", source=S["series"], line_width=2, line_dash="dashed", color=COLORS[2],
                 legend_label="cached results read")
-        self.nodes_span = Span(location=10_000, dimension="width", line_dash="dotted", line_color="#555")
+        self.nodes_span = Span(location=10_000, dimension="width", line_dash="dotted", line_color=REFERENCE)
         f3.add_layout(self.nodes_span)
         f3.y_range.start = 0.8
         f3.y_range.end = 40_000
@@ -140,7 +141,8 @@ class SchedulerDashboard(Dashboard):
         f3.legend.label_text_font_size = "8pt"
         f4 = figure(title="placement quality: best score - chosen score", x_axis_label="score gap (of 200)",
                     y_axis_label="share of pods", **kw)
-        self.gap_bars = f4.vbar(x="gap", top="share", width=0.8, source=S["gap"], color=PALETTE["off"])
+        self.gap_bars = f4.vbar(x="gap", top="share", width=0.8, source=S["gap"], color=PALETTE["off"],
+                                hatch_pattern=HATCHES["off"], hatch_color="white")
         f4.y_range.start = 0
         f4.y_range.end = 1
         self.figures = [f1, f2, f3, f4]
@@ -153,12 +155,14 @@ class SchedulerDashboard(Dashboard):
         ok = pods["node"].to_numpy() >= 0
         bt = pods["bind_s"].to_numpy()[ok]
         lat = pods["latency_s"].to_numpy()[ok]
-        kind = np.where(pods["anti_affinity"].to_numpy()[ok], "#e67e22",
-                        np.where(pods["burst"].to_numpy()[ok], color, "#888888"))
+        aa, burst = pods["anti_affinity"].to_numpy()[ok], pods["burst"].to_numpy()[ok]
+        # colour and marker: anti-affinity (orange x), the burst (the setting's colour), churn (grey)
+        kind = np.where(aa, COLORS[0], np.where(burst, color, NEUTRAL))
+        marker = np.where(aa, "x", np.where(burst, MARKERS[setting], "dot"))
         if bt.size > MAX_POINTS:  # an even thinning, deterministic
             keep = np.linspace(0, bt.size - 1, MAX_POINTS).astype(np.int64)
-            bt, lat, kind = bt[keep], lat[keep], kind[keep]
-        self.sources["pods"].data = dict(t=bt, latency=lat, color=kind)
+            bt, lat, kind, marker = bt[keep], lat[keep], kind[keep], marker[keep]
+        self.sources["pods"].data = dict(t=bt, latency=lat, color=kind, marker=marker)
         t = df["time"].to_numpy()
         self.sources["series"].data = dict(
             t=t, p99=df["scheduler_pod_scheduling_sli_duration_seconds_p99"].to_numpy(),
@@ -174,6 +178,8 @@ class SchedulerDashboard(Dashboard):
         self.sources["gap"].data = dict(gap=np.arange(GAP_BINS + 1), share=share, label=labels)
         for glyph in (self.p99_line, self.bound_line, self.eval_line):
             glyph.glyph.line_color = color
+            glyph.glyph.line_dash = DASHES[setting]
+        self.gap_bars.glyph.hatch_pattern = HATCHES[setting]
         self.gap_bars.glyph.fill_color = color
         self.gap_bars.glyph.line_color = color
         self.nodes_span.location = result.summary["params"]["nodes"]
@@ -218,11 +224,11 @@ def size_figure(df, metric: str = "scheduler_pod_scheduling_sli_duration_seconds
     f = figure(title=f"{label} vs cluster size (default burst)", width=640, height=300, y_axis_type="log",
                x_axis_label="nodes", y_axis_label=label, toolbar_location=None)
     for s, g in df.groupby("setting", sort=False):
-        f.line(g["nodes"], g[metric], line_width=2, color=PALETTE[s], legend_label=SETTING_LABELS[s])
-        f.scatter(g["nodes"], g[metric], size=6, color=PALETTE[s])
+        f.line(g["nodes"], g[metric], line_width=2, legend_label=SETTING_LABELS[s], **setting_style(s))
+        f.scatter(g["nodes"], g[metric], size=7, marker=MARKERS[s], color=PALETTE[s], legend_label=SETTING_LABELS[s])
     if metric.startswith("scheduler_pod_scheduling"):
         target = {c.claim: c for c in load_claims("scheduler")}["latency_p99_off_10k"]
-        f.add_layout(Span(location=target.value, dimension="width", line_dash="dashed", line_color="#555"))
+        f.add_layout(Span(location=target.value, dimension="width", line_dash="dashed", line_color=REFERENCE))
     f.legend.location = "center_right"
     return f
 
@@ -238,10 +244,11 @@ def nodes_to_score_figure(max_nodes: int = 20_000, percentages=(0, 10, 50)):
     f = figure(title="nodes kube-scheduler filters before it stops (numFeasibleNodesToFind)", width=640,
                height=300, x_axis_label="nodes in the cluster", y_axis_label="feasible nodes to find",
                toolbar_location=None)
-    colors = ["#229954", "#2471a3", "#7d3c98", "#c0392b"]
-    for pct, col in zip(percentages, colors):
+    colors = (PALETTE["upstream"], PALETTE["article"], COLORS[2], PALETTE["off"], COLORS[0])
+    for k, pct in enumerate(percentages):
         name = "adaptive default (0)" if pct == 0 else f"percentageOfNodesToScore: {pct}"
-        f.line(n, nodes_to_score(n, pct), line_width=2, color=col, legend_label=name)
+        f.line(n, nodes_to_score(n, pct), line_width=2, color=colors[k % len(colors)],
+               line_dash=SERIES_DASHES[k % len(SERIES_DASHES)], legend_label=name)
     f.legend.location = "top_left"
     f.y_range.start = 0
     return f

@@ -15,6 +15,21 @@
 # - **No figure is typed in.** The article's numbers are targets; every figure you see is
 #   computed, and moves when you move its cause.
 
+# %% [markdown]
+# **Learning objectives.** After the tour you can
+# - name the nine mechanisms of the article and say which component (etcd, the API servers, the
+#   clients) each one lives in;
+# - explain, on the map below, how one mechanism's output becomes another's load;
+# - use a lab: its dashboard, its Python handles, the command line, the claims table.
+#
+# **Prerequisites.** A first idea of Kubernetes' control plane (an API server in front of etcd,
+# controllers and kubelets that watch it); the [glossary](../docs/glossary.md) has every term the labs use.
+#
+# **Time.** About 20 minutes (the claims table takes a few seconds to compute).
+#
+# Teachers: the [teacher guide](../docs/teacher_guide.md) has a 90-minute plan, a three-session plan and
+# the model answers of every lab's questions.
+
 # %%
 import kscale_lab
 from kscale_lab.labs.base import registry
@@ -31,6 +46,19 @@ for spec in SWITCH_SPECS:
     print(f"{spec.name:<15} section {spec.article_section}  lab: {labs.get(spec.name, '(coming)'):<12} {spec.title}")
 
 # %% [markdown]
+# ## The map: how one mechanism's output is another's load
+# The article lists nine fixes one by one, but they meet in one cluster: the heartbeats' writes are
+# etcd's load, an API server's restart is every watcher's relist, a flood of relists is flow control's
+# job. Each arrow below is such a coupling; the capstone (to come) runs all nine on one cluster so that
+# they are real, not summed afterwards. (`docs/mechanisms_map.svg`, drawn by
+# `python -m kscale_lab.viz.mechanism_map`.)
+
+# %%
+from kscale_lab.viz.mechanism_map import show_map
+
+show_map()
+
+# %% [markdown]
 # ## How to use a lab
 # 1. **Read the problem**: the article's words and numbers come first.
 # 2. **Predict** before you touch anything: write your guess down.
@@ -45,18 +73,71 @@ for spec in SWITCH_SPECS:
 # kscale-lab params heartbeats                      # every parameter, its unit and source
 # kscale-lab run heartbeats --nodes 5000 --format json
 # kscale-lab claims                                 # the article beside the labs
+# kscale-lab report --out report.html               # every lab's figures, parameters, claims: one file
 # ```
 
 # %% [markdown]
 # ## The article beside the labs
-# Every row is computed by a lab's model now, in this notebook (it takes a few seconds). A claim
-# that does not hold is not hidden: each lab's notebook explains why, and which causes move it.
+# Every row is computed by a lab's model now, in this notebook (it takes about half a minute: each
+# row is also recomputed with every assumption it depends on at both ends of its plausible range).
+# How to read a row:
+# - **criterion**: the test against the article's figure; "(direction only)" means the row checks
+#   the sign of an effect, not its size, and **holds** then says "yes (direction)";
+# - **basis**: why the figures agree (or not). *emergent*: out of the mechanism, fed with
+#   independently sourced inputs; *arithmetic*: follows directly from an input; *calibrated
+#   out of / in sample*: a cost was fitted on other measurements / on the one checked;
+#   *by-construction*: the mechanism guarantees it; *conditional*: an assumption drives it;
+# - **band**: the lab's value as each of those assumptions moves over its plausible range, one at a
+#   time; **robust**: the claim holds over the whole band.
+#
+# A claim that does not hold, or is not robust, is not hidden: its note (`kscale-lab claims`, or the
+# lab's notebook) says why in one sentence.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from kscale_lab.claims import claims_table, format_value
-table = claims_table()
-print(table.assign(lab_value=table.lab_value.map(format_value))[["lab", "claim", "article", "lab_value", "unit", "holds"]].to_string(index=False))
+from kscale_lab.claims import show_claims
+print(show_claims(compact=True))
+
+# %% [markdown]
+# ## A question in many runs: sweeps
+# A sweep runs one lab for every point of a grid of parameters, for every setting of its switch
+# (and every seed), and returns one table, one row per run. Here: **how large a cluster does the
+# control plane carry as the Node object grows**, for each heartbeat setting, with etcd's 2 GiB
+# default quota of 2019? Each run simulates a 1,000-node cluster for 10 minutes; its summary
+# includes `max_nodes`, the largest cluster (pods and objects scaled along) whose etcd stays under
+# its quota through a compaction cycle and whose API servers keep up, from the same rates.
+#
+# The runs go to worker processes (one per core), with a progress bar. The same from a terminal,
+# or on a Dask cluster with `--scheduler tcp://HOST:8786`:
+#
+# ```
+# kscale-lab sweep heartbeats --grid node_object_bytes=2000,5000,10000,15000,25000,40000 \
+#     --set nodes=1000 --set quota_backend_bytes=2147483648 --out sweep.csv
+# ```
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from kscale_lab.viz import load_bokeh
+load_bokeh()
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+sizes = [2_000, 5_000, 10_000, 15_000, 25_000, 40_000]
+sweep = kscale_lab.sweep("heartbeats", {"node_object_bytes": sizes},
+                         base={"nodes": 1_000, "quota_backend_bytes": 2 * 1024**3})
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(sweep.pivot(index="node_object_bytes", columns="setting", values="max_nodes")[["off", "article", "upstream"]]
+      .to_string())
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from bokeh.io import show
+from kscale_lab.viz.sweeps import per_setting
+show(per_setting(sweep.assign(node_kb=sweep.node_object_bytes / 1000), "node_kb", "max_nodes",
+                 title="the largest cluster the control plane carries (etcd quota 2 GiB)",
+                 x_label="Node object (KB)", y_label="nodes", y_axis_type="log", legend="bottom_left"))
 
 # %% [markdown]
 # ## The labs
@@ -67,7 +148,32 @@ print(table.assign(lab_value=table.lab_value.map(format_value))[["lab", "claim",
 # - [05 The scheduler: equivalence classes and relaxed search](05_scheduler.ipynb) (section 9)
 # - [08 Context-aware request handling: goroutines that outlive their clients](08_context_cancel.ipynb) (section 6)
 #
-# Still to come, already shaping the model: API server load balancing,
-# flow control, controller hot standby, and a capstone with every switch on at 10,000 nodes.
+# Still to come, already shaping the model (the integrator adds their links here as they land):
+# - 06 API server load balancing (section 3)
+# - 07 Preventing request floods: flow control (section 7)
+# - 09 Controller failover: hot standby (section 8)
+# - 10 The capstone: every switch on at 10,000 nodes
 #
-# Solutions to every exercise are in [solutions/](solutions/).
+# Solutions to every exercise are in [solutions/](solutions/). Terms: the [glossary](../docs/glossary.md).
+# Where the numbers come from: [the article](../docs/article.md), [upstream today](../docs/upstream.md),
+# [measurements of a real etcd](../data/etcd_real/README.md).
+
+# %% [markdown]
+# ## Summary
+# - One cluster of 10,000 nodes, 200,000 pods and 1,000,000 objects; nine mechanisms, each with a
+#   switch (`off`, `article`, `upstream`) and a lab that zooms in on it.
+# - The mechanisms are real algorithms at real sizes; time comes from named, sourced costs; the
+#   article's numbers are targets, and the claims table says which ones the labs reproduce and why
+#   the others do not.
+# - The mechanisms feed each other: one's output is another's load (the map).
+#
+# ## Check your understanding
+# 1. Which component does each of the nine fixes change: etcd, the API servers, or the clients?
+# 2. Pick one arrow of the map and say what would happen to its target if its source were switched off.
+# 3. What is the difference between the `article` and the `upstream` setting of a switch?
+# 4. Why can a claim of the article "not hold" in a lab without the lab being wrong?
+#
+# Model answers: [docs/teacher_guide.md](../docs/teacher_guide.md#the-tour).
+#
+# ## Next
+# [Lab 1: node heartbeats](01_heartbeats.ipynb), the first and simplest mechanism.

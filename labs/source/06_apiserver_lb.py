@@ -62,12 +62,13 @@ dash
 
 # %%
 # NBVAL_CHECK_OUTPUT
+from kscale_lab.viz.apiserver_lb import seconds_text
 for setting in ["off", "article", "upstream"]:
     dash.controls["switch"].value = setting
     s = dash.result.summary
     print(f"{setting:>8}: after the upgrade CPU max/mean {s['upgrade_cpu_imbalance']:.2f}, "
-          f"after two restarts {s['restart_cpu_imbalance']:.2f}, re-balanced after "
-          f"{s['restart_rebalance_s']:.0f} s, {s['apiserver_crashes']} OOM kills")
+          f"after two restarts {s['restart_cpu_imbalance']:.2f}, re-balanced: "
+          f"{seconds_text(s['restart_rebalance_s'])}, {s['apiserver_crashes']} OOM kills")
 dash.controls["switch"].value = "off"
 
 # %% [markdown]
@@ -127,8 +128,8 @@ print(t.assign(lab_value=t.lab_value.map(format_value))[["claim", "article", "la
 for period in [120, 300, 600, 1200]:
     for cores in [32, 12]:
         s = lab.run("article", {"reshuffle_period": float(period), "apiserver_cores": float(cores)}).summary
-        print(f"reshuffle every {period:>4} s, {cores} cores: re-balanced {s['restart_rebalance_s']:>5.0f} s "
-              f"after the restarts, {s['reconnects_after_429_total']:>6,} reconnects after 429s, "
+        print(f"reshuffle every {period:>4} s, {cores} cores: re-balanced {seconds_text(s['restart_rebalance_s']):>18}, "
+              f"{s['reconnects_after_429_total']:>6,} reconnects after 429s, "
               f"{s['connections_closed_total']:>6,} connections closed")
 
 # %% [markdown]

@@ -1,0 +1,164 @@
+"""One cluster, nine switches: the components of every lab on one control plane and one clock.
+
+Each lab zooms in on one mechanism. This module composes them on shared state, the
+control-plane core of :mod:`kscale_lab.controlplane`, so that one mechanism's trouble
+becomes another's load. The couplings, and how coarse each one is:
+
+* **freelist -> every write's latency.** :class:`~kscale_lab.etcd.server.EtcdServer` takes the
+  writes the API servers admit each tick, keeps etcd's history, free pages, file size and
+  quota, and returns the put latency of the freelist at this tick's free pages and write rate
+  (the etcd-storage lab's counted-work law). Slow commits make slow writes, more requests in
+  flight, more memory. NOSPACE refuses every write.
+* **heartbeats -> API server CPU, etcd's history, node health.** The kubelets' request rates
+  come from the heartbeat lab (:func:`kscale_lab.labs.heartbeats.heartbeat_rates`);
+  :class:`~kscale_lab.clients.nodehealth.NodeHealth` marks NotReady the nodes whose
+  heartbeats the control plane failed (a 429, no connection, a timeout, NOSPACE).
+* **apiserver_lb -> where everything lands.** The core's connections, load balancer and the
+  lab's :class:`~kscale_lab.controlplane.Behaviour` for the setting.
+* **bookmarks -> the cost of a restart.** When an API server goes away its watchers re-open
+  their watches elsewhere; each resumed watch replays the events it missed, and some relist.
+  The per-watcher CPU and relist share come from the bookmarks lab's restart at this cluster's
+  size (coarser: one figure per class, not per client).
+* **cached_reads -> reads and re-lists.** :class:`~kscale_lab.apiserver.probes.ReadProbes` plays
+  ``describe node`` / ``get nodes`` at the cached-reads lab's cost; a kubelet's re-list is served
+  by the watch cache or, with the switch off, by etcd at that lab's per-LIST cost.
+* **scheduler -> pod startup.** :class:`~kscale_lab.scheduler.scaleup.ScaleUp` takes each pod's
+  scheduling decision from the scheduler lab's simulation and sends creations and bindings
+  through the control plane; pod startup = scheduling + the bind's latency + the kubelet.
+* **flow_control, context_cancel, hot_standby** join through their labs' components when
+  those exist (:data:`COMPOSED` says which switches are composed).
+
+What is simplified is said where it is done; :func:`build` returns the control plane and the
+parts, so a test can hold each part against its lab.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from .apiserver.probes import ReadProbes
+from .clients.nodehealth import NodeHealth
+from .clients.workload import STREAM_KIND, build_workload
+from .controlplane import ControlPlane
+from .costs import COST_PARAMS, Costs
+from .etcd.server import EtcdServer
+from .scheduler.scaleup import ScaleUp
+
+#: switches whose mechanism the composition carries (the others are reported as not composed)
+BASE_COMPOSED = ("freelist", "heartbeats", "apiserver_lb", "bookmarks", "cached_reads", "scheduler")
+
+#: the optional components of later labs: switch -> (module, factory function name)
+LATER = {
+    "flow_control": ("kscale_lab.apiserver.flowcontrol_component", "capstone_components"),
+    "context_cancel": ("kscale_lab.apiserver.requests", "capstone_components"),
+    "hot_standby": ("kscale_lab.clients.leaderelection", "capstone_components"),
+}
+
+
+def _later(switch: str):
+    mod, fn = LATER[switch]
+    try:
+        m = importlib.import_module(mod)
+    except ModuleNotFoundError:
+        return None
+    return getattr(m, fn, None)
+
+
+def composed() -> tuple[str, ...]:
+    return BASE_COMPOSED + tuple(s for s in LATER if _later(s) is not None)
+
+
+@dataclass
+class Parts:
+    cp: ControlPlane
+    etcd: EtcdServer
+    nodes: NodeHealth
+    probes: ReadProbes | None
+    scaleup: ScaleUp | None
+    extra: dict = field(default_factory=dict)
+
+
+@functools.lru_cache(maxsize=32)
+def lab_summary(lab: str, setting: str, overrides: tuple) -> dict:
+    """A lab's summary for (setting, overrides), memoised: the capstone consults the same lab runs
+    again and again (a dashboard toggle changes one switch; the ablation repeats the rest)."""
+    from .labs.base import get_lab
+
+    sm = get_lab(lab).run(setting, dict(overrides)).summary
+    return {k: v for k, v in sm.items() if k != "params"}
+
+
+def bookmark_costs(setting: str, p: Mapping[str, Any]) -> tuple[float, float]:
+    """(API server CPU per resumed watch, share of watchers that relist) at a restart, from the
+    bookmarks lab at this cluster's size and churn."""
+    o = {"nodes": int(p["nodes"]), "pods": int(p["pods"]), "pod_churn": float(p["pod_churn"]),
+         "restart_at": float(max(60.0, min(p.get("apiserver_upgrade_at", 600.0), 1800.0))), "seed": int(p["seed"])}
+    sm = lab_summary("bookmarks", setting, tuple(sorted(o.items())))
+    watches = max(sm["restart_watches"], 1)
+    return sm["restart_apiserver_cpu_seconds"] / watches, sm["restart_relists"] / watches
+
+
+def kubelet_relist_cpu_from_etcd(p: Mapping[str, Any], read_overrides: Mapping[str, Any]) -> float:
+    """CPU of one kubelet's consistent LIST of its pods served by etcd (every pod decoded and
+    filtered), from the cached-reads lab's storm."""
+    sm = lab_summary("cached-reads", "off", tuple(sorted(read_overrides.items())))
+    return sm["kubelet_list_apiserver_cpu_core_seconds"] / max(sm["kubelet_list_requests"], 1)
+
+
+def build(switches: Mapping[str, str], p: Mapping[str, Any], *, incidents: Mapping[str, Any]) -> Parts:
+    """The composed cluster for ``switches`` (name -> setting), parameters ``p`` and the incident
+    timeline ``incidents`` (see :mod:`kscale_lab.labs.capstone`)."""
+    from .labs.apiserver_lb import LAB as LB
+
+    p = dict(p)
+    costs = Costs.from_params({k: v for k, v in p.items() if k in COST_PARAMS})
+    hb = switches["heartbeats"]
+    work = build_workload(p, costs, hb)
+    # apiserver_lb: the lab's behaviour for its setting (maxSurge: the article upgrades with 3)
+    lb = switches["apiserver_lb"]
+    q = dict(p)
+    if lb == "article" and "max_surge" not in p.get("_given", ()):
+        q["max_surge"] = 3
+    behaviour = LB.behaviour(lb, q)
+    # etcd with the freelist of the setting
+    etcd = EtcdServer(p, "array" if switches["freelist"] == "off" else "map", STREAM_KIND, work.meta["kind_bytes"])
+    # node health: the heartbeat the node lifecycle controller watches
+    stream = "node_status" if hb == "off" else "lease"
+    interval = p["node_status_update_frequency"] if hb == "off" else p["node_lease_renew_interval"]
+    grace = 50.0 if (hb == "upstream" and "node_monitor_grace_period" not in p.get("_given", ())) \
+        else p["node_monitor_grace_period"]
+    nodes = NodeHealth(int(p["nodes"]), stream, interval, grace, seed=int(p["seed"]))
+    comps = [etcd, nodes]
+    read_over = {"nodes": int(p["nodes"]), "pods": int(p["pods"]), "seed": int(p["seed"])}
+    probes = None
+    if incidents.get("probes", False):
+        probes = ReadProbes(switches["cached_reads"], read_over, p["probe_period"])
+        comps.append(probes)
+    scaleup = None
+    if incidents.get("scaleup_at", np.inf) < p["duration"]:
+        scaleup = ScaleUp(incidents["scaleup_at"], int(p["scaleup_pods"]), switches["scheduler"], int(p["nodes"]), p,
+                          seed=int(p["seed"]))
+        comps.append(scaleup)
+    extra = {}
+    for s in LATER:
+        make = _later(s)
+        if make is not None:
+            made = make(switches[s], p, work, incidents)
+            extra[s] = made
+            comps.extend(made)
+    cp = ControlPlane(p, work, behaviour, tick=p["tick"], duration=p["duration"], seed=p["seed"],
+                      components=comps)
+    # bookmarks: what a resumed watch costs and who relists (kubelets are the selective watchers)
+    cpu_per_watch, relist = bookmark_costs(switches["bookmarks"], p)
+    k = work.index("kubelet")
+    cp.resume_cpu[k] = cpu_per_watch
+    cp.relist_share[k] = relist
+    # cached reads off: a kubelet's relist is a consistent LIST from etcd
+    if switches["cached_reads"] == "off":
+        cp.relist_cpu[k] = kubelet_relist_cpu_from_etcd(p, read_over)
+    return Parts(cp, etcd, nodes, probes, scaleup, extra)

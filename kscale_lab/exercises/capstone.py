@@ -1,0 +1,59 @@
+"""Checks for the capstone's exercises."""
+
+from __future__ import annotations
+
+from . import Verdict, verdict
+
+EX1 = "Exercise 1 (which SLO does an ablation break?)"
+EX2 = "Exercise 2 (a minimal set of switches)"
+
+
+def check_ablation_prediction(predicted, switch: str) -> Verdict:
+    """``predicted``: the SLO names the reader expects the article setting with ``switch`` off to
+    break. Checked by running that row."""
+    from ..labs.capstone import LAB, SLOS
+
+    if predicted is None:
+        return verdict(EX1, "not done yet", "Set predicted_breaks to a list of SLO names.")
+    names = {s.name for s in SLOS}
+    try:
+        got = set(predicted)
+    except TypeError:
+        return verdict(EX1, "not yet right", "predicted_breaks must be a list of SLO names.")
+    unknown = got - names
+    if unknown:
+        return verdict(EX1, "not yet right", f"{sorted(unknown)[0]!r} is not an SLO name; names: "
+                                             f"{', '.join(s.name for s in SLOS)}.")
+    want = set(LAB.run("article", {switch: "off"}).summary["slo_breaks"])
+    if got == want:
+        return verdict(EX1, "done", f"With {switch} off exactly the SLOs you named break.")
+    return verdict(EX1, "not yet right", f"With {switch} off the model breaks {len(want)} SLO(s); your list "
+                                         f"names {len(got)}, and they differ.")
+
+
+def check_minimal_set(switches) -> Verdict:
+    """``switches``: switches set as in the article, all others off. Done when no SLO breaks and
+    removing any one of them breaks at least one."""
+    from ..labs.capstone import LAB
+    from ..scenario import SWITCH_NAMES
+
+    if switches is None:
+        return verdict(EX2, "not done yet", "Set minimal_set to a set of switch names.")
+    try:
+        chosen = set(switches)
+    except TypeError:
+        return verdict(EX2, "not yet right", "minimal_set must be a set of switch names.")
+    bad = chosen - set(SWITCH_NAMES)
+    if bad:
+        return verdict(EX2, "not yet right", f"{sorted(bad)[0]!r} is not a switch; switches: {', '.join(SWITCH_NAMES)}.")
+
+    def broken(on):
+        return LAB.run("off", {s: "article" for s in on}).summary["slos_broken"]
+
+    if broken(chosen):
+        return verdict(EX2, "not yet right", "With only these switches on, some SLO still breaks.")
+    for s in sorted(chosen):
+        if broken(chosen - {s}) == 0:
+            return verdict(EX2, "not yet right", "Every SLO holds, but the set is not minimal: one of its switches "
+                                                 "can be turned off without breaking any.")
+    return verdict(EX2, "done", f"Every SLO holds with {len(chosen)} switch(es) on, and none of them can go.")

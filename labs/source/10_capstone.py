@@ -1,0 +1,154 @@
+# %% [markdown]
+# # Lab 10 (capstone): nine switches, one cluster, a big-sale day
+#
+# **The article's summary.** With every optimisation in place, one Kubernetes cluster carried
+# **10,000 nodes, 200,000 pods and 1,000,000 objects** through the 618 shopping festival.
+# Unoptimised, scheduling latency reached **~10 s** and the cluster was unstable.
+#
+# Each earlier lab zoomed in on one mechanism. Here all of them run **together, on shared state**:
+# one control plane (3 API servers, a load balancer, 20,000 connected clients), one etcd whose
+# write latency comes from its freelist at its current size, the kubelets' heartbeats, a watch
+# cache that bookmarks keep fresh, reads served by cache or etcd, a scheduler. One mechanism's
+# trouble becomes another's load. The day is scripted: a 3,000-replica scale-up at minute 2, a
+# rolling upgrade of the API servers at minute 5, `describe node` / `get nodes` probes all along
+# (the buggy DaemonSet, the slow webhook and the controller-manager failover join as their labs'
+# components are composed). The cluster is scored with Kubernetes' own SLOs.
+#
+# *Learning objectives:* read a scorecard of SLIs; trace an SLO break back through a chain of
+# causes; explain why some optimisations matter only together.
+# *Prerequisites:* labs 1-6. *Time:* about 45 minutes.
+
+# %%
+from kscale_lab.labs.capstone import LAB as lab, SLOS
+from kscale_lab import composition
+from kscale_lab.viz import load_bokeh
+from kscale_lab.viz.capstone import CapstoneDashboard
+
+# %%
+load_bokeh()
+
+# %% [markdown]
+# ## How the mechanisms feed each other
+# What is coupled, and how coarse each coupling is (the composition module's own words):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(composition.__doc__.split("What is simplified")[0].strip())
+print("\ncomposed now:", ", ".join(composition.composed()))
+
+# %% [markdown]
+# ## Predict first
+# Start from the article's cluster (every switch as in the article). Which **single** switch,
+# turned off, breaks the most SLOs? Which SLO breaks first when *every* switch is off, and why?
+
+# %%
+my_guess = {"worst_single_switch": None, "first_slo_broken_all_off": None}   # e.g. "heartbeats", "pod startup"
+
+# %% [markdown]
+# ## The day, switch by switch
+# The dashboard runs the whole day (30 simulated minutes at 10k nodes) on every change. Set every
+# switch at once with the buttons, then turn single switches off.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+dash = CapstoneDashboard()
+dash
+
+# %% [markdown]
+# ## The scorecard
+# Every switch off, as in the article, as upstream does it today, and the ablation: the article's
+# cluster with one switch turned off, for each of the nine. The twelve runs go to parallel
+# processes (a progress bar shows them).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+card = lab.scorecard()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cols = ["slos_broken", "breaks", "first_break"]
+print(card[cols].to_string())
+
+# %% [markdown]
+# Your guesses beside the model:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from kscale_lab.labs.capstone import guess_report
+print(guess_report(my_guess, card))
+
+# %% [markdown]
+# ## The chain of causes
+# For each row that breaks an SLO, the events of its own run, from the incident before the first
+# break up to it:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for row, chain in card.loc[card.slos_broken > 0, "chain"].items():
+    print(f"{row}:\n    {chain}")
+
+# %% [markdown]
+# Look at `all off`: neither the freelist nor the heartbeats alone breaks anything in the ablation,
+# but together they do. Node-status heartbeats write 15 KB per node every 10 s; etcd must find
+# contiguous free pages for every one of them, and the array freelist scans all its millions of
+# free page ids each time. The commits fall behind, every write waits, the kubelets' heartbeats
+# time out, and the node lifecycle controller marks healthy nodes NotReady. This is the article's
+# first two sections meeting in one etcd.
+
+# %% [markdown]
+# ## The article beside the lab
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from kscale_lab.claims import claims_table, format_value
+t = claims_table(["capstone"])
+print(t.assign(lab_value=t.lab_value.map(format_value))[["claim", "article", "lab_value", "unit", "holds"]]
+      .to_string(index=False))
+
+# %% [markdown]
+# ## Exercises
+# ### Exercise 1: which SLO does an ablation break?
+# Without running the model, predict for the article's cluster with the **scheduler** switch off:
+# which SLOs break? Put their names (from `[s.name for s in SLOS]`) in a list. The check runs that
+# row of the model.
+
+# %%
+### BEGIN SOLUTION stub: predicted_breaks = None  # YOUR ANSWER HERE
+predicted_breaks = ["pod startup latency (p99 <= 5 s)"]
+### END SOLUTION
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from kscale_lab.exercises.capstone import check_ablation_prediction, check_minimal_set
+check_ablation_prediction(predicted_breaks, "scheduler")
+
+# %% [markdown]
+# ### Exercise 2: the smallest set of switches that keeps every SLO
+# Turn every switch **off** except a set you choose (those as in the article). Find a set with
+# which no SLO breaks and from which no switch can be removed without breaking one (a *minimal*
+# set). Use the model: `lab.run("off", {s: "article" for s in your_set}).summary["slos_broken"]`.
+
+# %%
+### BEGIN SOLUTION stub: minimal_set = None  # YOUR ANSWER HERE
+from kscale_lab.scenario import SWITCH_NAMES
+minimal_set = set(SWITCH_NAMES)
+for s in SWITCH_NAMES:
+    trial = minimal_set - {s}
+    if lab.run("off", {x: "article" for x in trial}).summary["slos_broken"] == 0:
+        minimal_set = trial
+### END SOLUTION
+
+# %%
+# NBVAL_CHECK_OUTPUT
+check_minimal_set(minimal_set)
+
+# %% [markdown]
+# ## Summary
+# - The scorecard is the SLOs a Kubernetes SRE already watches: API call latency, pod startup,
+#   node health, crashes, etcd space.
+# - Some optimisations matter alone (the scheduler's decides pod startup under a scale-up); others
+#   only together (etcd's freelist and the heartbeats).
+# - A composed model can be wrong in its couplings: each is written down, coarser than its lab,
+#   and tested against it.
+#
+# **Back to:** the tour (`00_tour.ipynb`) for the whole kit.
