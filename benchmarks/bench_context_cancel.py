@@ -61,7 +61,7 @@ def main() -> None:
           f"a setting seen before: {max(remembered) * 1000:.1f} ms")
     _, w, c = timed(lambda: LAB.claims())
     print(f"claims ({len(LAB.CLAIM_RUNS)} rows, their runs): {w:.1f} s wall, {c:.1f} s CPU")
-    print(f"memory estimate of one run: {LAB.memory_estimate(LAB.resolve('off')) / 2**20:.0f} MB; "
+    print(f"memory estimate of one run: {LAB.memory_estimate('off')[0] / 2**20:.0f} MB; "
           f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

@@ -95,7 +95,8 @@ REQUEST_PARAMS = ParamSet([
           "how long a client waits for an answer before it gives up (every stream but LISTs)", lo=0.001, hi=3600),
     Param("list_timeout", 60.0, "s",
           "assumption: a controller's LIST sets no client timeout; the server's --request-timeout (60 s) ends it",
-          "how long a client waits for a LIST (a LIST of every pod takes seconds of CPU)", lo=0.001, hi=3600),
+          "how long a client waits for a LIST (a LIST of every pod takes seconds of CPU)", lo=0.001, hi=3600,
+          plausible=(30.0, 60.0), plausible_source="controllers with no client timeout get the server's 60 s; some set 30 s"),
     Param("request_timeout", 60.0, "s",
           "kube-apiserver --request-timeout default 60 s (apiserver pkg/server/config.go NewConfig)",
           "the server's timeout filter answers 504 after this long", lo=0.001, hi=3600, flag="--request-timeout"),
@@ -118,7 +119,8 @@ REQUEST_PARAMS = ParamSet([
           "request streams (space-separated) that pass through the admission webhook", kind=str),
     Param("webhook_latency", 0.01, "s",
           "assumption: an in-cluster webhook answers in ~10 ms (a TLS round trip and a policy evaluation)",
-          "time one webhook call takes while the webhook is healthy", lo=0, hi=3600),
+          "time one webhook call takes while the webhook is healthy", lo=0, hi=3600,
+          plausible=(0.002, 0.1), plausible_source="in-cluster webhooks answer in a few ms (a cached decision) to ~100 ms (a policy engine under load)"),
     Param("loopback_streams", "controller_write controller_read", "1",
           "assumption: the article names the loopback among a request's downstream calls (e.g. service-account "
           "authentication); controllers authenticate with ServiceAccount tokens, so their requests make one",
@@ -156,22 +158,15 @@ REQUEST_PARAMS = ParamSet([
           "assumption: the client's RST_STREAM reaches the server within a round trip and the blocked call returns "
           "when its context is done",
           "time from the client giving up to the server's downstream call returning (article setting)",
-          lo=0, hi=60),
+          lo=0, hi=60,
+          plausible=(0.01, 1.0), plausible_source="a round trip on a LAN up to a busy client whose cancel waits for its own goroutine"),
     Param("post_admission_cpu_share", 0.5, "1",
           "assumption: after admission a write still encodes the object for etcd, decodes the result and encodes "
           "the response: about half of its CPU",
-          "share of a request's CPU that runs after its webhook and etcd calls", lo=0, hi=1),
+          "share of a request's CPU that runs after its webhook and etcd calls", lo=0, hi=1,
+          plausible=(0.2, 0.8), plausible_source="encode for etcd, decode the result and encode the response against decode, authorisation and admission"),
 ])
 
-PLAUSIBLE = {
-    "webhook_latency": (0.002, 0.1, "in-cluster webhooks answer in a few ms to ~100 ms"),
-    "cancellation_delay": (0.01, 1.0, "a round trip on a LAN up to a busy client"),
-    "post_admission_cpu_share": (0.2, 0.8, "encode for etcd + decode + encode the response vs decode + admission"),
-    "list_timeout": (30.0, 60.0, "controllers with no client timeout get the server's 60 s; some set 30 s"),
-    "request_memory_bytes": (50_000.0, 500_000.0,
-                             "a goroutine's stack, the decoded object, the AdmissionReview and buffers: tens to hundreds "
-                             "of KB"),
-}
 
 
 # ----------------------------------------------------------------------------------------

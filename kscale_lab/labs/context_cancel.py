@@ -28,15 +28,14 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..apiserver.requests import (
-    ANSWERED, CANCELLED, FAILED, OUTCOMES, PLAUSIBLE, REQUEST_PARAMS, SERIES, TIMED_OUT, Incident,
-    RequestPathComponent,
+    REQUEST_PARAMS, SERIES, Incident, RequestPathComponent,
 )
 from ..clients.workload import build_workload
 from ..controlplane import CONTROLPLANE_PARAMS, Behaviour, ControlPlane, ControlPlaneResult
 from ..costs import COST_PARAMS, Costs
 from ..errors import ParameterError
 from ..params import ParamSet
-from ..scenario import SCENARIO_PARAMS, Scenario, check_memory
+from ..scenario import SCENARIO_PARAMS, Scenario
 from .base import Lab
 from .heartbeats import HEARTBEAT_PARAMS
 
@@ -56,11 +55,18 @@ _HEARTBEATS = ParamSet([q for q in HEARTBEAT_PARAMS if q.name in (
     "node_status_report_frequency_article", "node_status_report_frequency", "node_status_change_interval")])
 
 
+_REQUEST_MEMORY = dataclasses.replace(
+    CONTROLPLANE_PARAMS["request_memory_bytes"], plausible=(50_000.0, 500_000.0),
+    plausible_source="a goroutine's stack, the decoded object, the AdmissionReview and the HTTP/2 and TLS buffers: "
+                     "tens to hundreds of KB")
+
+
 def _params() -> ParamSet:
     scen = ParamSet([_DURATION if q.name == "duration" else q for q in SCENARIO_PARAMS])
     costs = ParamSet([{"max_requests_inflight": _MAX_RO, "max_mutating_requests_inflight": _MAX_MUT}.get(q.name, q)
                       for q in COST_PARAMS])
-    return REQUEST_PARAMS + CONTROLPLANE_PARAMS + _HEARTBEATS + scen + costs
+    core = ParamSet([_REQUEST_MEMORY if q.name == "request_memory_bytes" else q for q in CONTROLPLANE_PARAMS])
+    return REQUEST_PARAMS + core + _HEARTBEATS + scen + costs
 
 
 class ContextCancelLab(Lab):
@@ -72,7 +78,6 @@ class ContextCancelLab(Lab):
     params = _params()
     # upstream's webhooks are admissionregistration.k8s.io/v1: timeoutSeconds 10, failurePolicy Fail
     setting_defaults = {"upstream": {"webhook_timeout_seconds": 10.0, "webhook_failure_policy": "Fail"}}
-    plausible = PLAUSIBLE
 
     def check(self, p: Mapping[str, Any]) -> None:
         from ..clients.workload import STREAMS
@@ -81,19 +86,27 @@ class ContextCancelLab(Lab):
         stream_mask(p["webhook_streams"], STREAMS, "webhook_streams")
         stream_mask(p["loopback_streams"], STREAMS, "loopback_streams")
 
-    def memory_estimate(self, p: Mapping[str, Any]) -> int:
-        """Bytes the run holds: the core's per-client arrays and records, the cohorts' calendars and
-        records (ticks x instances x streams x, per tick: 4 events, 4 outcomes, 2 x attempts of ends,
-        attempts of retries, lost; 6 records, attempts of arrivals, 4 outcomes) and the result frames."""
+    def memory_footprint(self, setting: str, p: Mapping[str, Any]):
+        """What a run holds: the control-plane core's arrays (:func:`kscale_lab.controlplane.footprint`)
+        and the cohorts' (per tick, instance and stream: the event calendar (4), the client ends by
+        outcome (4) and by attempt (2 per attempt), the retry calendar (one per attempt), the lost;
+        the records: arrivals by attempt, the 429 share, admitted, goroutines, loopback goroutines,
+        clients waiting, ends by outcome), and the series reduced from them after the run."""
+        from ..controlplane import footprint
+
         clients = int(p["nodes"]) * (2 if p["kube_proxy"] else 1) + 2 + int(p["controllers_other"])
-        steps = int(p["duration"] / p["tick"]) + 2
         slots = int(p["apiservers"])
+        steps = int(round(p["duration"] / p["tick"])) + 2
         streams = 8
-        R1 = int(p["max_retries"]) + 1
-        core = clients * 16 * 8 + steps * slots * (12 + 2 * streams) * 8
-        cohorts = steps * slots * streams * (4 + 4 + 2 * R1 + R1 + 1 + 6 + R1 + 4) * 8
-        frames = steps * slots * (len(SERIES) + 16) * 8 * 2
-        return core + cohorts + frames + 64 * 1024**2
+        attempts = int(p["max_retries"]) + 1 if p["client_retry"] != "none" else 1
+        fp = footprint(f"context-cancel, {int(p['nodes']):,} nodes", clients, slots, steps, streams)
+        cells = (steps + 2) * slots * streams
+        fp.add("cohort calendars (events, ends by outcome and attempt, retries, lost)", cells,
+               (4 + 4 + 2 * attempts + attempts + 1) * 8)
+        fp.add("cohort records (arrivals by attempt, 429 share, admitted, goroutines, waiting, ends)", cells,
+               (attempts + 5 + 4) * 8)
+        fp.add("series reduced from the records", steps * slots, (len(SERIES) + 16) * 8, since="result")
+        return fp
 
     def scenario(self, p: Mapping[str, Any]) -> Scenario:
         return Scenario.from_params({k: p[k] for k in SCENARIO_PARAMS.defaults()})
@@ -102,7 +115,6 @@ class ContextCancelLab(Lab):
         p = self.resolve(setting, overrides)
         self.check(p)
         self.scenario(p)
-        check_memory(self.memory_estimate(p), f"{p['nodes']:,} nodes, {p['duration']:g} s")
         core = dict(p)
         for k in ("max_requests_inflight", "max_mutating_requests_inflight"):
             if p[k] == 0:          # the flag's 0 disables the limit: the core's largest value never binds
