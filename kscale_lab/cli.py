@@ -56,12 +56,15 @@ def cmd_list(args) -> int:
     from .scenario import SWITCH_SPECS
 
     labs = registry()
-    by_switch = {lab.switch: lab for lab in labs.values()}
+    by_switch = {lab.switch: lab for lab in labs.values() if lab.switch}
     print(f"{'switch':<15} {'lab':<15} settings")
     for spec in SWITCH_SPECS:
         lab = by_switch.get(spec.name)
         print(f"{spec.name:<15} {(lab.name if lab else '(not yet)'):<15} {', '.join(spec.settings)}"
               f"   -- {spec.title} (article section {spec.article_section})")
+    for lab in labs.values():
+        if not lab.switch:
+            print(f"{'(all nine)':<15} {lab.name:<15} {', '.join(lab.settings)}   -- {lab.title}")
     return 0
 
 

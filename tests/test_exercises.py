@@ -38,6 +38,8 @@ def _no_target(detail: str, *targets: float, scale: float = 1.0):
 # ------------------------------------------------------------------------------- hints
 def _modules():
     for m in pkgutil.iter_modules(EX.__path__):
+        if m.name == "guesses":          # the predictions, not exercises
+            continue
         yield importlib.import_module(f"kscale_lab.exercises.{m.name}")
 
 

@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Verdict, call_student, verdict
+from . import Hints, Verdict, call_student, verdict
 
 EX1 = "Exercise 1 (the client's reconnect rule)"
 EX2 = "Exercise 2 (a least-connections pick)"
-EX3 = "Exercise 3 (how often must clients reshuffle?)"
+EX3 = "Exercise 3 (where the clients end up after an upgrade)"
+
+hint = Hints({
+    1: ["Walk through the 429s in order, keeping the time the current window opened and how many 429s it holds.",
+        "A 429 that arrives more than `window` seconds after the window opened opens a new one (count back to 0).",
+        "start, count = -inf, 0; for t in times: if t - start > window: start, count = t, 0; count += 1; "
+        "if count >= k: return t"],
+    2: ["The balancer raises the emptiest backends first, one connection at a time: like water poured into "
+        "glasses of different heights.",
+        "Find the highest level L that m arrivals can fill every backend up to: sum(max(0, L - c)) <= m.",
+        "add = max(0, L - c); the m - sum(add) left over go one each to the lowest-indexed backends at level L."],
+    3: ["Follow the shares step by step: when server k stops, its share moves; nothing else changes.",
+        "Its clients spread evenly over the servers the load balancer believes healthy: every other server, "
+        "except (when the balancer lags) the one upgraded just before k, which it has not seen come back.",
+        "s = [1/n]*n; for k in range(n): targets = the others, minus k-1 if it lags; s[j] += s[k]/len(targets) "
+        "for j in targets; s[k] = 0"],
+}, {1: EX1, 2: EX2, 3: EX3})
 
 
 def check_reconnect_rule(fn) -> Verdict:
@@ -68,27 +84,44 @@ def check_least_connections(fn) -> Verdict:
     return verdict(EX2, "done", f"Your split agrees with the load balancer's on {len(cases)} cases.")
 
 
-def check_reshuffle(answer) -> Verdict:
-    """``answer``: the longest reshuffle period (one of the dashboard's values, seconds) with
-    which the article setting re-balances within 300 s of the two restarts. Checked by
-    running the model at the answer and at the next longer value."""
+def _model_shares(n: int, lags: bool) -> np.ndarray:
+    """The model's connection shares per server (in upgrade order) 30 s after a one-at-a-time
+    upgrade of ``n`` servers, with the default load balancer (lags) or one that learns at once."""
     from ..labs.apiserver_lb import LAB
 
-    options = [60, 120, 300, 600, 1200, 1800]
-    if answer is None:
-        return verdict(EX3, "not done yet", "Set reshuffle_needed to your answer.")
-    try:
-        a = float(answer)
-    except (TypeError, ValueError):
-        return verdict(EX3, "not yet right", f"reshuffle_needed must be a number of seconds; got {answer!r}.")
-    if a not in options:
-        return verdict(EX3, "not yet right", f"Pick one of {options} (the dashboard's values).")
+    o = {"apiservers": n, "restart_count": 0, "nodes": 1000, "duration": 180.0 + 70 * n, "rollout_at": 60.0}
+    if not lags:
+        o.update(lb_health_check_interval=1.0, lb_healthy_threshold=1, lb_unhealthy_threshold=1)
+    r = LAB.run("off", o)
+    ev = r.events
+    end = float(ev.loc[ev["event"] == "upgrade ends", "time"].iloc[0])
+    d = r.instances
+    c = d.loc[d["time"] == end + 30.0, "connections"].to_numpy()[:n]
+    return c / c.sum()
 
-    def quick(period):
-        return LAB.run("article", {"reshuffle_period": float(period)}).summary["restart_rebalance_s"] <= 300.0
 
-    longer = [o for o in options if o > a]
-    if quick(a) and not (longer and quick(longer[0])):
-        return verdict(EX3, "done", f"Reshuffling every {a:g} s re-balances within 5 minutes; the next longer "
-                                    f"period does not.")
-    return verdict(EX3, "not yet right", "That period is not the longest one that re-balances within 5 minutes.")
+def check_upgrade_shares(fn, tolerance: float = 0.03) -> Verdict:
+    """``fn(n, lb_lags)`` -> the share of the clients on each of ``n`` servers (in upgrade order)
+    after a one-at-a-time rolling upgrade with sticky clients. ``lb_lags``: the load balancer
+    has not yet seen the server upgraded just before come back. Checked against the model's
+    connections for 3, 4 and 5 servers, both ways, within ``tolerance``."""
+    for n in (3, 4, 5):
+        for lags in (True, False):
+            got, bad = call_student(EX3, fn, n, lags)
+            if bad:
+                return bad
+            try:
+                g = np.asarray(got, dtype=float).reshape(-1)
+            except (TypeError, ValueError):
+                return verdict(EX3, "not yet right", f"Return {n} numbers (one share per server); got {got!r}.")
+            if g.size != n:
+                return verdict(EX3, "not yet right", f"For {n} servers return {n} shares; got {g.size}.")
+            want = _model_shares(n, lags)
+            if not np.all(np.isfinite(g)) or np.abs(g - want).max() > tolerance:
+                j = int(np.argmax(np.abs(np.nan_to_num(g) - want)))
+                return verdict(EX3, "not yet right",
+                               f"{n} servers, the load balancer {'lagging' if lags else 'up to date'}: your share "
+                               f"for server {j} (the {j + 1}{'st' if j == 0 else 'nd' if j == 1 else 'rd' if j == 2 else 'th'}"
+                               f" upgraded) is off by more than {tolerance:.0%} of the clients.")
+    return verdict(EX3, "done", "Your shares match the simulated connections for 3, 4 and 5 servers, with a lagging "
+                                "and an up-to-date load balancer.")

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from . import Verdict, verdict
+from . import Hints, Verdict, verdict
 
 EX1 = "Exercise 1 (which SLO does an ablation break?)"
 EX2 = "Exercise 2 (a minimal set of switches)"
+
+hint = Hints({
+    1: ["Which incident of the day needs the scheduler, and which SLO measures what that incident asks for?",
+        "The scale-up creates 3,000 pods at once; without equivalence classes and relaxed search each pod "
+        "evaluates all 10,000 nodes. Which latency does a queue of pods feed?",
+        "Pod startup = scheduling + binding + the kubelet: compare the queue's p99 with the SLO's 5 s."],
+    2: ["Start from every switch on (as in the article) and try to turn each off in turn.",
+        "Keep a switch off when no SLO breaks without it; the order matters less than checking each once.",
+        "Greedy: s = all switches; for each x: if run('off', {y: 'article' for y in s - {x}}) breaks nothing, "
+        "drop x. Then check that removing any one of the rest breaks an SLO."],
+}, {1: EX1, 2: EX2})
 
 
 def check_ablation_prediction(predicted, switch: str) -> Verdict:

@@ -77,7 +77,63 @@ def _sweep(lab_name: str):
     return get_lab(lab_name).sweep("article", sizes=[2 * GB, 100 * GB])
 
 
+def _heaviest_clients(lab):
+    shares = _summary(lab.name, "off")["cpu_share_by_client"]
+    name = max(shares, key=shares.get)
+    return {"kubelet": "kubelets", "kube-proxy": "kube-proxies"}.get(name, "controllers")
+
+
+def _capstone_card():
+    from ..labs.capstone import LAB
+
+    return LAB.scorecard(progress=False)
+
+
+def _worst_single_switch(lab):
+    card = _capstone_card()
+    abl = card[card.index.str.startswith("article, ")]
+    if not len(abl) or abl["slos_broken"].max() == 0:
+        return "none"
+    return abl["slos_broken"].idxmax().split(", ")[1].replace(" off", "")
+
+
+def _first_slo_all_off(lab):
+    from ..labs.capstone import SLOS
+
+    first = str(_capstone_card().loc["all off", "first_break"])
+    for slo in SLOS:
+        if first.startswith(slo.name):
+            return SLO_WORDS[slo.name]
+    return "none"
+
+
+#: short names of the capstone's SLOs for a guess
+SLO_WORDS = {"API call latency, mutating (p99 <= 1 s)": "write latency",
+             "API call latency, single-object reads (p99 <= 1 s)": "read latency",
+             "API call latency, LISTs (p99 <= 30 s)": "list latency",
+             "pod startup latency (p99 <= 5 s)": "pod startup",
+             "nodes falsely NotReady (none)": "nodes notready",
+             "API server OOM kills (none)": "apiserver crash",
+             "etcd NOSPACE (never)": "etcd nospace"}
+
+
 QUESTIONS: dict[str, list[Question]] = {
+    "apiserver-lb": [
+        Question("busiest_share_after_upgrade", "share of the clients on the busiest API server after the upgrade "
+                 "(off, round robin)", _s("off", "upgrade_busiest_share"), kind="share"),
+        Question("busiest_share_after_restarts", "the same after two of the three servers restarted",
+                 _s("off", "restart_busiest_share"), kind="share"),
+        Question("heaviest_clients", "which clients carry most of the API servers' CPU", _heaviest_clients,
+                 kind="choice", choices=("kubelets", "kube-proxies", "controllers")),
+    ],
+    "capstone": [
+        Question("worst_single_switch", "which single switch, turned off, breaks the most SLOs",
+                 _worst_single_switch, kind="choice",
+                 choices=("freelist", "heartbeats", "apiserver_lb", "bookmarks", "cached_reads", "context_cancel",
+                          "flow_control", "hot_standby", "scheduler", "none")),
+        Question("first_slo_broken_all_off", "which SLO breaks first with every switch off", _first_slo_all_off,
+                 kind="choice", choices=tuple(SLO_WORDS.values()) + ("none",)),
+    ],
     "heartbeats": [
         Question("wal_gb_per_min_node_status", "etcd WAL at 10k nodes, Node-status heartbeats (off)",
                  _s("off", "etcd_wal_bytes_per_min", 1e-9), "GB/min"),

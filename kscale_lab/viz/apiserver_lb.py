@@ -14,11 +14,12 @@ import math
 
 import numpy as np
 
-from . import SETTING_LABELS, fmt
+from . import NEUTRAL, OKABE_ITO, REFERENCE, SETTING_LABELS, fmt
 from .dashboard import Dashboard
 
-#: one colour and dash per instance slot (Okabe-Ito, colour-blind safe; dashes for surge slots)
-SLOT_COLORS = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#000000", "#999999")
+#: one colour and dash per instance slot (Okabe-Ito, colour-blind safe; dashes for the surge slots)
+SLOT_COLORS = tuple(OKABE_ITO[k] for k in ("orange", "sky_blue", "bluish_green", "blue", "vermillion",
+                                           "reddish_purple", "black", "yellow"))
 SLOT_DASH = ("solid", "solid", "solid", "dashed", "dashed", "dashed", "dotted", "dotted")
 MAX_SLOTS = 8
 
@@ -89,15 +90,15 @@ class APIServerLBDashboard(Dashboard):
         f1.legend.location = "top_left"
         f1.legend.label_text_font_size = "8pt"
         f1.legend.background_fill_alpha = 0.6
-        f3.add_layout(Span(location=1.0, dimension="width", line_dash="dashed", line_color="#444"))
+        f3.add_layout(Span(location=1.0, dimension="width", line_dash="dashed", line_color=REFERENCE))
         f4 = figure(title="what moved clients (per minute)", y_axis_label="clients / min", **kw)
-        f4.line("t", "reconnect", source=S["moves"], color="#0072B2", line_width=2,
+        f4.line("t", "reconnect", source=S["moves"], color=OKABE_ITO["blue"], line_width=2,
                 legend_label="dialled again (break, 429s, reshuffle)")
-        f4.line("t", "closed", source=S["moves"], color="#D55E00", line_width=2, line_dash="dashed",
+        f4.line("t", "closed", source=S["moves"], color=OKABE_ITO["vermillion"], line_width=2, line_dash="dashed",
                 legend_label="closed by an overloaded server")
-        f4.line("t", "goaway", source=S["moves"], color="#009E73", line_width=2, line_dash="dotdash",
+        f4.line("t", "goaway", source=S["moves"], color=OKABE_ITO["bluish_green"], line_width=2, line_dash="dotdash",
                 legend_label="GOAWAY")
-        f4.line("t", "relist", source=S["moves"], color="#CC79A7", line_width=2, line_dash="dotted",
+        f4.line("t", "relist", source=S["moves"], color=OKABE_ITO["reddish_purple"], line_width=2, line_dash="dotted",
                 legend_label="re-lists (410)")
         f4.legend.location = "top_right"
         f4.legend.label_text_font_size = "8pt"
@@ -109,7 +110,7 @@ class APIServerLBDashboard(Dashboard):
             f.x_range.start = 0
             pair = []
             for _ in range(2):
-                b = BoxAnnotation(left=0, right=0, fill_alpha=0.12, fill_color="#777777")
+                b = BoxAnnotation(left=0, right=0, fill_alpha=0.12, fill_color=NEUTRAL)
                 f.add_layout(b)
                 pair.append(b)
             self.boxes.append(pair)
@@ -172,7 +173,7 @@ class APIServerLBDashboard(Dashboard):
         self.summary.value = (f"<div style='font-size:13px'><b>{SETTING_LABELS[result.setting]}</b>, "
                               f"{sm['params']['nodes']:,} nodes, {sm['params']['apiservers']} API servers x "
                               f"{sm['params']['apiserver_cores']:g} cores<table>{body}</table>"
-                              "<span style='color:#555'>max/mean 1 = even; 3 = everything on one of three</span>"
+                              "<span>max/mean 1 = even; 3 = everything on one of three</span>"
                               "</div>")
 
 

@@ -13,10 +13,11 @@ import math
 
 import numpy as np
 
-from . import SETTING_LABELS, fmt
+from . import OKABE_ITO, REFERENCE, SETTING_LABELS, fmt
 from .dashboard import Dashboard
 
-INCIDENT_COLORS = ("#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#D55E00", "#0072B2")
+INCIDENT_COLORS = tuple(OKABE_ITO[k] for k in ("orange", "sky_blue", "bluish_green", "reddish_purple", "vermillion",
+                                               "blue"))
 
 
 class CapstoneDashboard(Dashboard):
@@ -53,18 +54,18 @@ class CapstoneDashboard(Dashboard):
         S["tl"] = ColumnDataSource(dict(t=[], mut=[], worst=[], put=[], db=[], nr=[], cpu=[], mem=[], ready=[]))
         kw = dict(width=440, height=220, toolbar_location=None, x_axis_label="simulated minutes")
         f1 = figure(title="API call latency of writes", y_axis_label="seconds", y_axis_type="log", **kw)
-        f1.line("t", "mut", source=S["tl"], color="#0072B2", line_width=2, legend_label="mean")
-        f1.line("t", "worst", source=S["tl"], color="#D55E00", line_width=2, line_dash="dashed",
+        f1.line("t", "mut", source=S["tl"], color=OKABE_ITO["blue"], line_width=2, legend_label="mean")
+        f1.line("t", "worst", source=S["tl"], color=OKABE_ITO["vermillion"], line_width=2, line_dash="dashed",
                 legend_label="worst instance")
-        f1.add_layout(Span(location=1.0, dimension="width", line_dash="dotted", line_color="#333"))
+        f1.add_layout(Span(location=1.0, dimension="width", line_dash="dotted", line_color=REFERENCE))
         f2 = figure(title="etcd put latency", y_axis_label="seconds", y_axis_type="log", **kw)
-        f2.line("t", "put", source=S["tl"], color="#009E73", line_width=2)
+        f2.line("t", "put", source=S["tl"], color=OKABE_ITO["bluish_green"], line_width=2)
         f3 = figure(title="nodes falsely NotReady", y_axis_label="nodes", **kw)
-        f3.line("t", "nr", source=S["tl"], color="#CC79A7", line_width=2)
+        f3.line("t", "nr", source=S["tl"], color=OKABE_ITO["reddish_purple"], line_width=2)
         f3.y_range.start = 0
         f4 = figure(title="API servers: the busiest", y_axis_label="share of capacity / limit", **kw)
-        f4.line("t", "cpu", source=S["tl"], color="#E69F00", line_width=2, legend_label="CPU")
-        f4.line("t", "mem", source=S["tl"], color="#56B4E9", line_width=2, line_dash="dashed", legend_label="memory")
+        f4.line("t", "cpu", source=S["tl"], color=OKABE_ITO["orange"], line_width=2, legend_label="CPU")
+        f4.line("t", "mem", source=S["tl"], color=OKABE_ITO["sky_blue"], line_width=2, line_dash="dashed", legend_label="memory")
         f4.y_range.start = 0
         for f in (f1, f4):
             f.legend.location = "top_left"
@@ -137,5 +138,5 @@ def scorecard_html(result) -> str:
     return (f"<div style='font-size:12.5px'><b>{SETTING_LABELS.get(result.setting, result.setting)}</b>"
             f"{' with ' + ', '.join(differ) if differ else ''}: <b>{sm['slos_broken']}</b> SLO(s) broken"
             f"<table>{''.join(rows)}</table><div style='margin-top:4px'><i>chain:</i> {chain}</div>"
-            + (f"<div style='color:#555'>not yet composed: {', '.join(missing)}</div>" if missing else "")
+            + (f"<div>not yet composed: {', '.join(missing)}</div>" if missing else "")
             + "</div>")

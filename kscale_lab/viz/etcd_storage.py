@@ -116,7 +116,7 @@ class EtcdStorageDashboard(Dashboard):
         self.refused_labels = []
         for f, y in ((f3, 195), (f4, 110)):
             lab = Label(x=12, y=y, x_units="screen", y_units="screen", text="", text_font_size="10pt",
-                        text_font_style="bold", text_color="#7d3c98", background_fill_color="white",
+                        text_font_style="bold", text_color=LIMIT, background_fill_color="white",
                         background_fill_alpha=0.8)
             f.add_layout(lab)
             self.refused_labels.append(lab)

@@ -7,7 +7,7 @@ several seeds is drawn as the mean over the seeds, with each seed's points.
 
 from __future__ import annotations
 
-from . import PALETTE, SETTING_LABELS
+from . import PALETTE, REFERENCE, SETTING_LABELS
 
 
 def per_setting(df, x: str, y: str, title: str = "", x_label: str | None = None, y_label: str | None = None,
@@ -22,7 +22,7 @@ def per_setting(df, x: str, y: str, title: str = "", x_label: str | None = None,
     f = figure(title=title or f"{y} vs {x}", width=width, height=height, toolbar_location=None,
                x_axis_label=x_label or x, y_axis_label=y_label or y, **figure_kw)
     for s, g in df.groupby("setting", sort=False):
-        color = PALETTE.get(s, "#555")
+        color = PALETTE.get(s, REFERENCE)
         mean = g.groupby(x, sort=True)[y].mean().reset_index()
         f.line(x, y, source=ColumnDataSource(mean), line_width=2, color=color,
                legend_label=SETTING_LABELS.get(s, s))

@@ -11,15 +11,24 @@
 # (reshuffle); operations upgrade with **maxSurge=3**. Result: load roughly even, and a quick return
 # to balance after two servers were restarted.
 #
-# *Learning objectives:* explain why connection reuse defeats a load balancer; predict where the
-# clients of a stopped API server go; compare the article's fix with upstream's `--goaway-chance`.
-# *Prerequisites:* lab 1 (heartbeats), HTTP/2 in one sentence (many requests on one connection).
-# *Time:* about 40 minutes.
-#
 # The model is the **shared control-plane core** the next labs use too: 3 API servers (each fills its
 # watch caches before `/readyz` says yes, serves with CPU and memory, is OOM-killed above its limit
 # and restarted), a health-checked load balancer, and 20,000 clients (10k kubelets, 10k
 # kube-proxies, the controllers and the scheduler), each holding one connection, as arrays.
+
+# %% [markdown]
+# **Learning objectives.** After this lab you can
+# - explain why clients that reuse one HTTP/2 connection defeat a load balancer;
+# - predict where the clients of a stopped API server go during a rolling upgrade, from the load
+#   balancer's health checks and the rollout's pace;
+# - tell which part of the article's fix moves which clients (requests move with 429s, watches only
+#   with closed connections or a reshuffle);
+# - compare the article's fix with upstream's `--goaway-chance` and graceful shutdown.
+#
+# **Prerequisites.** Lab 1 (heartbeats); a [watch](../docs/glossary.md#list-watch) and a
+# [429](../docs/glossary.md#429); HTTP/2 in one sentence: many requests share one connection.
+#
+# **Time.** About 45 minutes: 10 reading, 15 the dashboard, 20 the exercises.
 
 # %%
 from kscale_lab.labs.apiserver_lb import LAB as lab
@@ -42,8 +51,9 @@ load_bokeh()
 # Write your guesses here before you run the next cells:
 
 # %%
-my_guess = {"busiest_share_after_upgrade": None, "busiest_share_after_restarts": None,
-            "heaviest_clients": None}   # e.g. 0.5, 0.9, "kubelets"
+my_guess = {"busiest_share_after_upgrade": None,   # share of the clients, 0 to 1 (1/3 would be even)
+            "busiest_share_after_restarts": None,  # the same after two of the three servers restarted
+            "heaviest_clients": None}              # "kubelets", "kube-proxies" or "controllers"
 
 # %% [markdown]
 # ## Toggle
@@ -76,8 +86,8 @@ dash.controls["switch"].value = "off"
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from kscale_lab.labs.apiserver_lb import guess_report
-print(guess_report(my_guess, lab.run("off")))
+from kscale_lab.exercises import compare_guess
+compare_guess(my_guess, lab)
 
 # %% [markdown]
 # **Why all on one?** Follow the clients of each stopped server in the event log: they reconnect at
@@ -157,7 +167,7 @@ for period in [120, 300, 600, 1200]:
 # An article client counts the 429s it receives. A window opens at the first 429 after the previous
 # window closed (`window` seconds after it opened); the client reconnects at the 429 that brings the
 # count in the open window to `k`. Write it: given the sorted times of one client's 429s, return the
-# time it reconnects, or `None`.
+# time it reconnects, or `None`. Stuck? `hint(1, 1)`.
 
 # %%
 def reconnect_time(times_429, k, window):
@@ -174,7 +184,7 @@ def reconnect_time(times_429, k, window):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from kscale_lab.exercises.apiserver_lb import check_least_connections, check_reconnect_rule, check_reshuffle
+from kscale_lab.exercises.apiserver_lb import check_least_connections, check_reconnect_rule, check_upgrade_shares, hint
 check_reconnect_rule(reconnect_time)
 
 # %% [markdown]
@@ -182,6 +192,7 @@ check_reconnect_rule(reconnect_time)
 # `m` clients dial at once. A least-connections load balancer sends each, one after the other, to
 # the backend with the fewest open connections (ties: the lowest index). Return how many each
 # backend gets, without a loop over the `m` clients (think of water filling a row of glasses).
+# Stuck? `hint(2, 1)`.
 
 # %%
 import numpy as np
@@ -203,23 +214,30 @@ def least_connections(open_connections, m):
 check_least_connections(least_connections)
 
 # %% [markdown]
-# ### Exercise 3: how often must clients reshuffle?
-# With the article's fix, find the longest reshuffle period (one of 60, 120, 300, 600, 1200, 1800 s)
-# with which the cluster is re-balanced within 5 minutes of the two restarts. Use the model:
-# `lab.run("article", {"reshuffle_period": p}).summary["restart_rebalance_s"]`. Before you run it,
-# write down why the answer cannot be much longer than 5 minutes (what fraction of the clients has
-# reshuffled after one period?).
+# ### Exercise 3: where the clients end up after an upgrade
+# `n` servers are upgraded one at a time, and nothing moves a connected client. When server `k`
+# stops, its clients spread evenly over the servers the load balancer believes healthy: every other
+# server, except, when the load balancer lags (`lb_lags=True`), the one upgraded just before `k`
+# (it came back, but the balancer has not seen it yet). Derive on paper, then write, the share of
+# the clients on each server (in upgrade order) after the upgrade. The check runs the model for 3, 4
+# and 5 servers, with the default (lagging) load balancer and with one that learns at once.
+# Stuck? `hint(3, 1)`.
 
 # %%
-### BEGIN SOLUTION stub: reshuffle_needed = None  # YOUR ANSWER HERE
-quick = [p for p in [60, 120, 300, 600, 1200, 1800]
-         if lab.run("article", {"reshuffle_period": float(p)}).summary["restart_rebalance_s"] <= 300]
-reshuffle_needed = max(quick)
-### END SOLUTION
+def shares_after_upgrade(n, lb_lags):
+    ### BEGIN SOLUTION
+    s = [1.0 / n] * n
+    for k in range(n):
+        targets = [j for j in range(n) if j != k and not (lb_lags and j == k - 1)]
+        moved, s[k] = s[k], 0.0
+        for j in targets:
+            s[j] += moved / len(targets)
+    return s
+    ### END SOLUTION
 
 # %%
 # NBVAL_CHECK_OUTPUT
-check_reshuffle(reshuffle_needed)
+check_upgrade_shares(shares_after_upgrade)
 
 # %% [markdown]
 # ## Summary
@@ -228,7 +246,21 @@ check_reshuffle(reshuffle_needed)
 # - The upgrade's imbalance is made by timing: the load balancer learns too late that a server is
 #   back. maxSurge=3 sidesteps it by starting all new servers before the old ones stop.
 # - Requests can be pushed away with 429s; watch-only clients (kube-proxy) move only when their
-#   connection is closed or reshuffled.
+#   connection is closed or reshuffled, and they carry most of the CPU (the watch fan-out).
 # - Upstream's GOAWAY is cheap and gentle, and therefore slow for clients that send few requests.
+# - Fewer cores turn the imbalance into an OOM kill: the unbalanced server's unsent events fill its
+#   memory, and its clients move on.
 #
-# **Next:** lab 7 (flow control) puts the restart avalanche and a buggy DaemonSet on this same core.
+# ## Check your understanding
+# 1. Why did a load balancer in front of the API servers not fix the imbalance?
+# 2. In a one-at-a-time upgrade of three servers, why does the first server upgraded end with most
+#    of the clients, and the last with none?
+# 3. Which clients does the article's "429 after k times in a window" rule move, and which does it
+#    leave where they are?
+# 4. Why does maxSurge=3 avoid the upgrade's imbalance?
+# 5. At `--goaway-chance=0.001`, about how long does a kubelet (~0.13 requests/s) wait for its first
+#    GOAWAY?
+#
+# ## Next
+# [Lab 7: preventing request floods](07_flow_control.ipynb) puts the restart avalanche and a buggy
+# DaemonSet on this same core; the [tour](00_tour.ipynb) has the whole kit.

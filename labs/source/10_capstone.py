@@ -14,9 +14,17 @@
 # (the buggy DaemonSet, the slow webhook and the controller-manager failover join as their labs'
 # components are composed). The cluster is scored with Kubernetes' own SLOs.
 #
-# *Learning objectives:* read a scorecard of SLIs; trace an SLO break back through a chain of
-# causes; explain why some optimisations matter only together.
-# *Prerequisites:* labs 1-6. *Time:* about 45 minutes.
+
+# %% [markdown]
+# **Learning objectives.** After this lab you can
+# - read a scorecard of Kubernetes' scalability SLIs and say which SLO a run breaks;
+# - trace an SLO break back through a chain of causes in one cluster's event log;
+# - explain why some optimisations matter alone and others only together;
+# - say which couplings a composed model makes, and how it tests them against each lab.
+#
+# **Prerequisites.** Labs 1-6, the [SLO](../docs/glossary.md#p99-and-slo) entry of the glossary.
+#
+# **Time.** About 45 minutes: 10 reading, 15 the dashboard and the scorecard, 20 the exercises.
 
 # %%
 from kscale_lab.labs.capstone import LAB as lab, SLOS
@@ -42,7 +50,8 @@ print("\ncomposed now:", ", ".join(composition.composed()))
 # turned off, breaks the most SLOs? Which SLO breaks first when *every* switch is off, and why?
 
 # %%
-my_guess = {"worst_single_switch": None, "first_slo_broken_all_off": None}   # e.g. "heartbeats", "pod startup"
+my_guess = {"worst_single_switch": None,        # a switch name, e.g. "heartbeats" (or "none")
+            "first_slo_broken_all_off": None}   # e.g. "pod startup", "write latency", "nodes notready"
 
 # %% [markdown]
 # ## The day, switch by switch
@@ -74,8 +83,8 @@ print(card[cols].to_string())
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from kscale_lab.labs.capstone import guess_report
-print(guess_report(my_guess, card))
+from kscale_lab.exercises import compare_guess
+compare_guess(my_guess, lab)
 
 # %% [markdown]
 # ## The chain of causes
@@ -110,7 +119,7 @@ print(t.assign(lab_value=t.lab_value.map(format_value))[["claim", "article", "la
 # ### Exercise 1: which SLO does an ablation break?
 # Without running the model, predict for the article's cluster with the **scheduler** switch off:
 # which SLOs break? Put their names (from `[s.name for s in SLOS]`) in a list. The check runs that
-# row of the model.
+# row of the model. Stuck? `hint(1, 1)`.
 
 # %%
 ### BEGIN SOLUTION stub: predicted_breaks = None  # YOUR ANSWER HERE
@@ -119,7 +128,7 @@ predicted_breaks = ["pod startup latency (p99 <= 5 s)"]
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from kscale_lab.exercises.capstone import check_ablation_prediction, check_minimal_set
+from kscale_lab.exercises.capstone import check_ablation_prediction, check_minimal_set, hint
 check_ablation_prediction(predicted_breaks, "scheduler")
 
 # %% [markdown]
@@ -127,6 +136,7 @@ check_ablation_prediction(predicted_breaks, "scheduler")
 # Turn every switch **off** except a set you choose (those as in the article). Find a set with
 # which no SLO breaks and from which no switch can be removed without breaking one (a *minimal*
 # set). Use the model: `lab.run("off", {s: "article" for s in your_set}).summary["slos_broken"]`.
+# Stuck? `hint(2, 1)`.
 
 # %%
 ### BEGIN SOLUTION stub: minimal_set = None  # YOUR ANSWER HERE
@@ -144,11 +154,22 @@ check_minimal_set(minimal_set)
 
 # %% [markdown]
 # ## Summary
-# - The scorecard is the SLOs a Kubernetes SRE already watches: API call latency, pod startup,
-#   node health, crashes, etcd space.
-# - Some optimisations matter alone (the scheduler's decides pod startup under a scale-up); others
-#   only together (etcd's freelist and the heartbeats).
-# - A composed model can be wrong in its couplings: each is written down, coarser than its lab,
-#   and tested against it.
+# - The scorecard is what a Kubernetes SRE already watches: API call latency, pod startup latency,
+#   node health, API server crashes, etcd space.
+# - Some optimisations matter alone (the scheduler's decide pod startup under a scale-up); others
+#   only together (etcd's freelist and the heartbeats saturate etcd only when both are off).
+# - A chain of causes comes from the run's own events: an incident, what the components did, the
+#   SLO that broke.
+# - A composed model can be wrong in its couplings: each is written down, coarser than its lab, and
+#   tested against that lab (one model, two zooms).
 #
-# **Back to:** the tour (`00_tour.ipynb`) for the whole kit.
+# ## Check your understanding
+# 1. With every switch off, which SLO breaks first, and through which chain of causes?
+# 2. Why does neither "freelist off" nor "heartbeats off" alone break an SLO, while both together do?
+# 3. Which SLO does the scheduler switch protect, and during which incident?
+# 4. What does "one model, two zooms" mean here, and how is it tested?
+# 5. Name a coupling the capstone simplifies, and what the simplification leaves out.
+#
+# ## Next
+# Back to the [tour](00_tour.ipynb) for the whole kit; each lab zooms in on one row of the
+# scorecard, from [lab 1](01_heartbeats.ipynb) on.
