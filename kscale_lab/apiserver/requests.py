@@ -152,7 +152,7 @@ REQUEST_PARAMS = ParamSet([
           lo=0, hi=20, kind=int),
     Param("retry_backoff", 1.0, "s", "assumption: client-go backoffs start around 1 s and double",
           "first delay of the 'backoff' retry policy (then 2x, 4x, ...)", lo=0, hi=3600),
-    Param("retry_after", 1.0, "s", "kube-apiserver answers 429 with Retry-After: 1 (brief/mechanisms.md section 3)",
+    Param("retry_after", 1.0, "s", "kube-apiserver's max-inflight filter answers 429 with Retry-After: 1 (docs/upstream.md section 3)",
           "delay before a client retries a request rejected with 429", lo=0, hi=3600),
     Param("cancellation_delay", 0.1, "s",
           "assumption: the client's RST_STREAM reaches the server within a round trip and the blocked call returns "

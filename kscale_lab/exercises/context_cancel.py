@@ -11,30 +11,23 @@ import math
 
 import numpy as np
 
-from . import Verdict, call_student, verdict
+from . import Hints, Verdict, call_student, verdict
 
 EX1 = "Exercise 1 (how long may a webhook call take?)"
 EX2 = "Exercise 2 (how many goroutines does a slow webhook hold?)"
 
-HINTS = {
-    1: ("Which deadlines exist in each setting? Only upstream sets one when the request arrives.",
+hint = Hints({
+    1: ["Which deadlines exist in each setting? Only upstream sets one when the request arrives.",
         "Upstream: the request's deadline is min(?timeout=, --request-timeout) after arrival; the call starts "
         "`elapsed` seconds in; the webhook's own timeoutSeconds also applies.",
         "Upstream: max(0, min(timeout_seconds, min(client_timeout or inf, request_timeout) - elapsed)); the other "
-        "settings: timeout_seconds alone."),
-    2: ("Little's law: goroutines = arrival rate x how long each is held.",
+        "settings: timeout_seconds alone."],
+    2: ["Little's law: goroutines = arrival rate x how long each is held.",
         "Without cancellation a request is held for the whole webhook call (which its timeoutSeconds cuts); with it, "
         "until its client gives up (plus the cancellation delay), or until the call returns if sooner.",
         "off: rate x min(latency, webhook_timeout); article: rate x min(min(latency, webhook_timeout), "
-        "client_timeout + cancel_delay); upstream: rate x min(latency, webhook_timeout, client_timeout)."),
-}
-
-
-def hint(exercise: int, level: int = 1) -> str:
-    """Staged hints: level 1 a direction, 2 the method, 3 nearly the answer."""
-    if exercise not in HINTS or level not in (1, 2, 3):
-        return "hint(exercise, level): exercise 1 or 2, level 1, 2 or 3"
-    return HINTS[exercise][level - 1]
+        "client_timeout + cancel_delay); upstream: rate x min(latency, webhook_timeout, client_timeout)."],
+}, {1: EX1, 2: EX2})
 
 
 # --------------------------------------------------------------------------------------

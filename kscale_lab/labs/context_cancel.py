@@ -255,22 +255,4 @@ def _mean(x: np.ndarray) -> float:
 
 
 
-def guess_report(guess: Mapping[str, Any], results: Mapping[str, ControlPlaneResult]) -> str:
-    """"You guessed X, the model says Y" for the notebook's predictions (``results``: setting -> run)."""
-    off, art = results["off"].summary, results["article"].summary
-    model = {
-        "goroutines_off_over_article": (off["affected_goroutines_steady"] / max(art["affected_goroutines_steady"], 1e-9),
-                                        "{:.2f}x"),
-        "crashes_off": (off["apiserver_crashes"], "{:d}"),
-        "goodput_gain_article": (art["goodput_during_per_s"] / max(off["goodput_during_per_s"], 1e-9), "{:.2f}x"),
-    }
-    lines = []
-    for key, (value, form) in model.items():
-        g = (guess or {}).get(key)
-        said = "you did not guess" if g is None else "you guessed " + (form.format(g) if not isinstance(g, str)
-                                                                        else g)
-        lines.append(f"{key}: {said}; the model says {form.format(value)}")
-    return "\n".join(lines)
-
-
 LAB = ContextCancelLab()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import PALETTE, SETTING_LABELS, fmt
+from . import COLORS, LIMIT, NEUTRAL, OKABE_ITO, SETTING_LABELS, fmt
 from .apiserver_lb import SLOT_COLORS, SLOT_DASH, _smooth
 from .dashboard import Dashboard
 
@@ -27,7 +27,8 @@ SCOPES = {"pods and workloads": "pod_status pod_bind controller_write",
 
 class ContextCancelDashboard(Dashboard):
     lab_name = "context-cancel"
-    cache_size = 24
+    memo_size = 24                 # flipping back to a setting seen before reruns nothing
+    memory_controls = ()           # no size slider: 10k nodes always fit
 
     def make_controls(self) -> dict:
         import ipywidgets as w
@@ -66,31 +67,6 @@ class ContextCancelDashboard(Dashboard):
             "max_mutating_requests_inflight": mut, "apiserver_memory_limit_bytes": int(c["memory_gib"].value) * GIB,
         }
 
-    def update(self) -> None:
-        """Rerun the lab (runs seen before are remembered, so toggling back is instant)."""
-        import time
-
-        from ..errors import KscaleError
-        from . import error_html
-
-        setting, overrides = self.overrides()
-        key = (setting, tuple(sorted(overrides.items())))
-        cache = self.__dict__.setdefault("_cache", {})
-        t0 = time.perf_counter()
-        if key not in cache:
-            try:
-                cache[key] = self.lab.run(setting, overrides)
-            except (KscaleError, ValueError) as err:   # a user error: one line, keep the last plot
-                self.status.value = error_html(err)
-                return
-            while len(cache) > self.cache_size:
-                cache.pop(next(iter(cache)))
-        result = cache[key]
-        self.seconds = time.perf_counter() - t0
-        self.result = result
-        self.fill(result)
-        self.status.value = f'<span style="color:#666">recomputed {setting} in {self.seconds:.2f} s</span>'
-
     def make_figures(self):
         from bokeh.layouts import gridplot
         from bokeh.models import BoxAnnotation, ColumnDataSource, Range1d, Span
@@ -106,32 +82,33 @@ class ContextCancelDashboard(Dashboard):
         S["fate"] = ColumnDataSource(dict(t=[], timed_out=[], cancelled=[], failed=[], lost=[], wasted=[]))
         kw = dict(width=440, height=230, toolbar_location=None, x_axis_label="simulated minutes")
         f1 = figure(title="request goroutines (all API servers)", y_axis_label="goroutines", **kw)
-        f1.line("t", "goroutines", source=S["g"], color=PALETTE["off"], line_width=2, legend_label="goroutines")
-        f1.line("t", "little", source=S["g"], color=PALETTE["article"], line_width=2, line_dash="dashed",
+        f1.line("t", "goroutines", source=S["g"], color=OKABE_ITO["vermillion"], line_width=2,
+                legend_label="goroutines")
+        f1.line("t", "little", source=S["g"], color=OKABE_ITO["blue"], line_width=2, line_dash="dashed",
                 legend_label="admitted/s x timeout")
-        f1.line("t", "waiting", source=S["g"], color=PALETTE["upstream"], line_width=2, line_dash="dotted",
+        f1.line("t", "waiting", source=S["g"], color=OKABE_ITO["bluish_green"], line_width=2, line_dash="dotted",
                 legend_label="clients waiting")
         f2 = figure(title="memory per API server", y_axis_label="share of its limit", y_range=Range1d(0, 1.05), **kw)
         self.mem_lines = []
         for j in range(MAX_SLOTS):
             self.mem_lines.append(f2.line("t", f"mem{j}", source=S["mem"], color=SLOT_COLORS[j], line_width=2,
                                           line_dash=SLOT_DASH[j], legend_label=f"apiserver-{j}"))
-        f2.add_layout(Span(location=1.0, dimension="width", line_dash="dashed", line_color="#444"))
+        f2.add_layout(Span(location=1.0, dimension="width", line_dash="dashed", line_color=LIMIT))
         f3 = figure(title="goodput (answers to waiting clients), 429s, retries", y_axis_label="requests / s", **kw)
-        f3.line("t", "goodput", source=S["flow"], color=SLOT_COLORS[3], line_width=2,
+        f3.line("t", "goodput", source=S["flow"], color=OKABE_ITO["blue"], line_width=2,
                 legend_label="goodput")
-        f3.line("t", "rejected", source=S["flow"], color=SLOT_COLORS[4], line_width=2, line_dash="dashed",
+        f3.line("t", "rejected", source=S["flow"], color=OKABE_ITO["vermillion"], line_width=2, line_dash="dashed",
                 legend_label="429s")
-        f3.line("t", "retries", source=S["flow"], color=SLOT_COLORS[5], line_width=2, line_dash="dotted",
+        f3.line("t", "retries", source=S["flow"], color=COLORS[2], line_width=2, line_dash="dotted",
                 legend_label="retries")
         f4 = figure(title="requests whose client got no success (per s)", y_axis_label="requests / s", **kw)
-        f4.line("t", "timed_out", source=S["fate"], color=SLOT_COLORS[4], line_width=2,
+        f4.line("t", "timed_out", source=S["fate"], color=OKABE_ITO["vermillion"], line_width=2,
                 legend_label="orphan (work ran on)")
-        f4.line("t", "cancelled", source=S["fate"], color=SLOT_COLORS[3], line_width=2, line_dash="dashed",
+        f4.line("t", "cancelled", source=S["fate"], color=OKABE_ITO["blue"], line_width=2, line_dash="dashed",
                 legend_label="cancelled")
-        f4.line("t", "failed", source=S["fate"], color=SLOT_COLORS[0], line_width=2, line_dash="dotdash",
+        f4.line("t", "failed", source=S["fate"], color=COLORS[0], line_width=2, line_dash="dotdash",
                 legend_label="error answer")
-        f4.line("t", "lost", source=S["fate"], color=SLOT_COLORS[6], line_width=2, line_dash="dotted",
+        f4.line("t", "lost", source=S["fate"], color=COLORS[3], line_width=2, line_dash="dotted",
                 legend_label="lost in a crash")
         self.figures = [f1, f2, f3, f4]
         self.boxes = []
@@ -141,7 +118,7 @@ class ContextCancelDashboard(Dashboard):
             f.legend.location = where
             f.legend.label_text_font_size = "8pt"
             f.legend.background_fill_alpha = 0.6
-            b = BoxAnnotation(left=0, right=0, fill_alpha=0.12, fill_color="#777777")
+            b = BoxAnnotation(left=0, right=0, fill_alpha=0.12, fill_color=NEUTRAL)
             f.add_layout(b)
             self.boxes.append(b)
         return gridplot([[f1, f2], [f3, f4]], toolbar_location=None)

@@ -21,8 +21,10 @@
 # - compute the deadline of a webhook call upstream today (`min(deadline, timeoutSeconds)`).
 #
 # **Prerequisites.** Lab 6 (the control-plane core: API servers with CPU and memory, OOM kill and
-# CrashLoopBackOff, 20,000 clients); Little's law (requests in a system = arrival rate x time in
-# it); what a goroutine is (Go's lightweight thread, a few KB of stack).
+# CrashLoopBackOff, 20,000 clients); [max-inflight](../docs/glossary.md#max-inflight) and a
+# [429](../docs/glossary.md#429); [Little's law](../docs/glossary.md#littles-law) (requests in a
+# system = arrival rate x time in it); a [goroutine](../docs/glossary.md#goroutine) (Go's
+# lightweight thread, a few KB of stack).
 #
 # **Time.** About 45 minutes: 10 reading, 20 with the dashboard, 15 for the exercises.
 
@@ -46,14 +48,14 @@ load_bokeh()
 # ## Predict first
 # During the slow-webhook incident, without cancellation (`off`) and with it (`article`):
 # 1. How many times more goroutines do the slowed streams hold without cancellation than with it?
-# 2. How many times is an API server OOM-killed without cancellation (64 GiB each)?
+# 2. Is an API server OOM-killed without cancellation (64 GiB each)?
 # 3. How many times more answers per second reach a waiting client with cancellation?
 #
 # Write your guesses before you run the next cells:
 
 # %%
 my_guess = {"goroutines_off_over_article": None,  # a ratio, e.g. 3.0
-            "crashes_off": None,                  # a count of OOM kills
+            "crashes_off": None,                  # "yes" or "no"
             "goodput_gain_article": None}         # a ratio, e.g. 1.5
 
 # %% [markdown]
@@ -88,8 +90,8 @@ dash.controls["switch"].value = "off"
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from kscale_lab.labs.context_cancel import guess_report
-print(guess_report(my_guess, runs))
+from kscale_lab.exercises import compare_guess
+compare_guess(my_guess, lab)
 
 # %% [markdown]
 # ## Little's law, measured
@@ -155,15 +157,14 @@ for timeout in [10.0, 3.0]:
 
 # %% [markdown]
 # ## The article beside the lab
-# Each figure is computed by the model. The crash row does not hold at this cluster's scale: the
-# note says what it would take.
+# Each figure is computed by the model; the band recomputes it with each assumption at the ends of
+# its plausible range. The crash row does not hold at this cluster's scale: the note says what it
+# would take.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from kscale_lab.claims import claims_table, format_value
-t = claims_table(["context-cancel"])
-print(t.assign(lab_value=t.lab_value.map(format_value))[["claim", "article", "lab_value", "unit", "holds"]]
-      .to_string(index=False))
+from kscale_lab.claims import show_claims
+print(show_claims("context-cancel"))
 
 # %% [markdown]
 # ## Upstream today
