@@ -103,10 +103,18 @@ class Component:
     subclassing this and passing it to :class:`ControlPlane`; every hook is optional.
 
     Order within a tick: ``before_tick`` (events, client actions) -> the core's load
-    (+ ``arrivals``) -> ``admission`` (each returns the (instances x streams) share it rejects, combined with the
-    others) -> ``extra_cpu`` -> the fluid CPU queue -> ``latency`` (added non-CPU latency,
-    instances x streams) -> ``memory`` (bytes per instance beside the core's) -> the OOM check
-    -> ``after_tick`` (feedback). ``summary`` adds metrics to the run's summary.
+    (+ ``arrivals``: requests per second added to the clients' own, instances x streams: a burst,
+    a storm, retries) -> ``in_flight`` (requests holding a max-inflight slot, if the component
+    counts them itself) -> ``admission`` (each returns the (instances x streams) share it
+    rejects, combined with the others) -> ``extra_cpu`` -> the fluid CPU queue -> ``latency``
+    (added non-CPU latency, instances x streams) -> ``memory`` (bytes per instance beside the
+    core's) -> the OOM check -> ``after_tick`` (feedback). ``summary`` adds metrics to the run's
+    summary.
+
+    A component whose ``in_flight`` returns counts owns the request path: the max-inflight
+    filter admits into its free slots instead of applying Little's law (arrivals x latency),
+    and the core no longer adds the memory of requests in flight (the component's ``memory``
+    returns it).
 
     ``relist`` is offered the clients that must re-list (their watch cannot resume) before the
     core serves them from the instance's cache: a component that models LISTs itself (from
@@ -125,7 +133,12 @@ class Component:
         pass
 
     def arrivals(self, cp: "ControlPlane", t0: float) -> np.ndarray | None:
-        """Extra requests per second (instances x streams) this tick: a burst, a storm."""
+        """Extra requests per second (instances x streams) this tick: a burst, a storm, retries."""
+        return None
+
+    def in_flight(self, cp: "ControlPlane", A: np.ndarray, t0: float) -> np.ndarray | None:
+        """Requests holding a max-inflight slot (instances x streams), if this component counts them;
+        ``A`` is the tick's arrivals, every component's included."""
         return None
 
     def relist(self, cp: "ControlPlane", idx: np.ndarray, target: np.ndarray, t: float) -> np.ndarray | None:
@@ -199,8 +212,13 @@ class ControlPlane:
         self.lat = np.tile(self.cpu_s + self.extra_s, (self.k, 1))
         self.mem_per_byte_cache = workload.object_memory_factor
         self._zeros_ks = np.zeros((self.k, self.cpu_s.size))
-        self._inflight_floor = 0.999 * min(self.costs.max_mutating_requests_inflight,
-                                           self.costs.max_requests_inflight)
+        limits = [x for x in (self.costs.max_mutating_requests_inflight, self.costs.max_requests_inflight) if x > 0]
+        self._inflight_floor = 0.999 * min(limits) if limits else np.inf   # a limit of 0 disables it
+        mut, ro = self.costs.max_mutating_requests_inflight, self.costs.max_requests_inflight
+        self._mut_floor = 0.999 * mut if mut > 0 else np.inf
+        self._ro_floor = 0.999 * ro if ro > 0 else np.inf
+        self._mut_counted = (workload.mutating & ~workload.long_running).astype(float)
+        self._ro_counted = (~workload.mutating & ~workload.long_running).astype(float)
         self._service = self.cpu_s + self.extra_s
         self._smooth = min(1.0, self.dt / float(p["load_smoothing"]))
         self._bytes_per_cpu = 1.0 / max(workload.watch_send_cpu_per_byte, 1e-30)
@@ -515,12 +533,23 @@ class ControlPlane:
             if x is not None:
                 A = A + x
         fan_cpu = (cn.watch_counts @ self.watch_cpu) * dt   # K core-seconds of watch fan-out
-        held = A * self.lat                                  # requests in flight (Little)
-        if self._own_inflight:
-            rej = self._zeros_ks
-        elif held.sum(axis=1).max() > self._inflight_floor:
+        owned = None                                         # requests in flight counted by a component
+        for comp in comps:
+            x = comp.in_flight(self, A, t0)
+            if x is not None:
+                owned = x
+        if self._own_inflight:                               # API Priority and Fairness limits instead
+            need = False
+        elif owned is None:                                  # requests in flight by Little's law
+            need = (A * self.lat).sum(axis=1).max() > self._inflight_floor
+        else:                                                # ... or as counted, plus this tick's arrivals
+            x = owned + A * dt
+            need = bool(((x @ self._mut_counted).max() > self._mut_floor) or ((x @ self._ro_counted).max()
+                                                                               > self._ro_floor))
+        if need:
             rej = inflight_rejections(A, self.lat, self.mutating, self.long_running,
-                                      self.costs.max_mutating_requests_inflight, self.costs.max_requests_inflight)
+                                      self.costs.max_mutating_requests_inflight, self.costs.max_requests_inflight,
+                                      held=owned, dt=dt)
         else:
             rej = self._zeros_ks
         if self.b.shed_429 and inst.util.max() > self.p["lb_429_threshold"]:
@@ -564,7 +593,7 @@ class ControlPlane:
         pending_events = inst.backlog * np.divide(fan_cpu, np.maximum(demand, 1e-12)) * self._bytes_per_cpu
         in_flight = adm * self.lat
         mem = (inst.base_memory + inst.cache_fill(t0) * self._cache_mem + (cn.watch_counts @ self._watch_mem)
-               + in_flight @ self.mem_s + self._relist_mem + pending_events)
+               + (in_flight @ self.mem_s if owned is None else 0.0) + self._relist_mem + pending_events)
         for comp in comps:
             x = comp.memory(self, adm, t0)
             if x is not None:
@@ -749,7 +778,7 @@ def imbalance(values: np.ndarray, state: np.ndarray) -> np.ndarray:
     ready = state == READY
     v = np.where(ready, values, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)      # ticks with no ready instance: nan, said below
+        warnings.simplefilter("ignore", RuntimeWarning)     # ticks with no ready instance: nan, said below
         mean = np.nanmean(np.where(ready, values, np.nan), axis=1) if ready.any() else np.full(len(values), np.nan)
         mx = np.nanmax(np.where(ready, v, -np.inf), axis=1)
         out = mx / mean

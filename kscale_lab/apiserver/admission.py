@@ -78,15 +78,34 @@ SHEDDING_PARAMS = ParamSet([
 
 
 def inflight_rejections(A: np.ndarray, latency: np.ndarray, mutating: np.ndarray, long_running: np.ndarray,
-                        max_mutating: float, max_readonly: float) -> np.ndarray:
-    """Share of each (instance, stream) rejected by the max-inflight filter (Little's law on the
-    previous tick's latency)."""
-    held = A * latency
+                        max_mutating: float, max_readonly: float, held: np.ndarray | None = None,
+                        dt: float = 1.0) -> np.ndarray:
+    """Share of each (instance, stream) rejected by the max-inflight filter. A limit of 0 disables
+    it (the flags' text, without API Priority and Fairness).
+
+    Without ``held``: Little's law on the previous tick's latency (``A x latency`` in flight, the
+    share over the limit rejected). With ``held`` (requests in flight counted by a component, at
+    the start of the tick): the filter admits into free slots only, ``limit - held`` per class,
+    so the count never exceeds the limit."""
     counted = ~long_running
-    mut = (held * (mutating & counted)).sum(axis=1)
-    ro = (held * (~mutating & counted)).sum(axis=1)
-    p_mut = 1.0 - np.minimum(1.0, max_mutating / np.maximum(mut, 1e-12))
-    p_ro = 1.0 - np.minimum(1.0, max_readonly / np.maximum(ro, 1e-12))
+    if held is None:
+        held = A * latency
+        mut = (held * (mutating & counted)).sum(axis=1)
+        ro = (held * (~mutating & counted)).sum(axis=1)
+        p_mut = 1.0 - np.minimum(1.0, max_mutating / np.maximum(mut, 1e-12))
+        p_ro = 1.0 - np.minimum(1.0, max_readonly / np.maximum(ro, 1e-12))
+    else:
+        arriving = A * dt
+        mut = (arriving * (mutating & counted)).sum(axis=1)
+        ro = (arriving * (~mutating & counted)).sum(axis=1)
+        free_mut = np.maximum(0.0, max_mutating - (held * (mutating & counted)).sum(axis=1))
+        free_ro = np.maximum(0.0, max_readonly - (held * (~mutating & counted)).sum(axis=1))
+        p_mut = 1.0 - np.minimum(1.0, free_mut / np.maximum(mut, 1e-12))
+        p_ro = 1.0 - np.minimum(1.0, free_ro / np.maximum(ro, 1e-12))
+    if max_mutating <= 0:
+        p_mut = np.zeros_like(p_mut)
+    if max_readonly <= 0:
+        p_ro = np.zeros_like(p_ro)
     out = np.where(mutating[None, :], p_mut[:, None], p_ro[:, None])
     return np.where(counted[None, :], out, 0.0)
 

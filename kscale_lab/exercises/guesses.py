@@ -146,6 +146,17 @@ QUESTIONS: dict[str, list[Question]] = {
         Question("first_slo_broken_all_off", "which SLO breaks first with every switch off", _first_slo_all_off,
                  kind="choice", choices=tuple(SLO_WORDS.values()) + ("none",)),
     ],
+    "context-cancel": [
+        Question("goroutines_off_over_article", "goroutines the slowed streams hold during the slow webhook, without "
+                 "cancellation (off) over with it (article)",
+                 lambda lab: _summary(lab.name, "off")["affected_goroutines_steady"]
+                 / _summary(lab.name, "article")["affected_goroutines_steady"], "x"),
+        Question("crashes_off", "is an API server OOM-killed without cancellation (64 GiB each)?",
+                 lambda lab: _summary(lab.name, "off")["apiserver_crashes"] > 0, kind="yes/no"),
+        Question("goodput_gain_article", "answers per second reaching a waiting client during the incident, article "
+                 "over off", lambda lab: _summary(lab.name, "article")["goodput_during_per_s"]
+                 / _summary(lab.name, "off")["goodput_during_per_s"], "x"),
+    ],
     "heartbeats": [
         Question("wal_gb_per_min_node_status", "etcd WAL at 10k nodes, Node-status heartbeats (off)",
                  _s("off", "etcd_wal_bytes_per_min", 1e-9), "GB/min"),

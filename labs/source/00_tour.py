@@ -146,12 +146,12 @@ show(per_setting(sweep.assign(node_kb=sweep.node_object_bytes / 1000), "node_kb"
 # - [03 List-Watch, the watch cache and bookmarks](03_bookmarks.ipynb) (section 4)
 # - [04 Consistent reads from the watch cache, with indexes](04_cached_reads.ipynb) (section 5)
 # - [05 The scheduler: equivalence classes and relaxed search](05_scheduler.ipynb) (section 9)
+# - [08 Context-aware request handling: goroutines that outlive their clients](08_context_cancel.ipynb) (section 6)
 # - [09 Controller failover: leader election, hot standby, releasing the lease](09_hot_standby.ipynb) (section 8)
 #
 # Still to come, already shaping the model (the integrator adds their links here as they land):
 # - 06 API server load balancing (section 3)
 # - 07 Preventing request floods: flow control (section 7)
-# - 08 Context-aware request handling (section 6)
 # - 09 Controller failover: hot standby (section 8)
 # - 10 The capstone: every switch on at 10,000 nodes
 #
