@@ -31,8 +31,14 @@ becomes another's load. The couplings, and how coarse each one is:
   latency, a cold leader's informers list ~1M objects through the API servers (from the watch cache
   or, with cached reads off, from etcd). While no scheduler leads, the scale-up's pods wait
   (:class:`SchedulerGaps`; coarser: every later decision moves by the gap).
-* **flow_control, context_cancel** join through their labs' components when those exist
-  (:func:`composed` says which switches are composed).
+* **flow_control -> what a restart and a buggy client cost.** The flow-control lab's components
+  (:func:`kscale_lab.labs.flow_control.components`): re-lists served from the cache, from etcd (before
+  KEP-4568, while a cache fills) or answered 429, the buggy DaemonSet's LIST storm, the article's
+  User-Agent limit, upstream's API Priority and Fairness. They take over the core's re-lists
+  (coarser than the cached-reads coupling above: their costs come from the range-read model).
+* **context_cancel -> goroutines and memory.** The context-cancellation lab's request path
+  (:class:`~kscale_lab.apiserver.requests.RequestPathComponent`) owns the requests in flight: a slow
+  webhook keeps them, abandoned or not, per the setting; their memory joins the instance's.
 
 What is simplified is said where it is done; :func:`build` returns the control plane and the
 parts, so a test can hold each part against its lab.
@@ -40,8 +46,8 @@ parts, so a test can hold each part against its lab.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import importlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -57,38 +63,36 @@ from .etcd.server import EtcdServer
 from .scheduler.scaleup import ScaleUp
 
 #: switches whose mechanism the composition carries (the others are reported as not composed)
-BASE_COMPOSED = ("freelist", "heartbeats", "apiserver_lb", "bookmarks", "cached_reads", "scheduler",
-                 "hot_standby")
-
-#: the components of labs still being written: switch -> (module, factory function name)
-LATER = {
-    "flow_control": ("kscale_lab.apiserver.flowcontrol_component", "capstone_components"),
-    "context_cancel": ("kscale_lab.apiserver.requests", "capstone_components"),
-}
-
-
-def _later(switch: str):
-    mod, fn = LATER[switch]
-    try:
-        m = importlib.import_module(mod)
-    except ModuleNotFoundError:
-        return None
-    return getattr(m, fn, None)
+COMPOSED = ("freelist", "heartbeats", "apiserver_lb", "bookmarks", "cached_reads", "scheduler", "hot_standby",
+            "flow_control", "context_cancel")
 
 
 def composed() -> tuple[str, ...]:
-    return BASE_COMPOSED + tuple(s for s in LATER if _later(s) is not None)
+    """The switches whose mechanism the composition carries (all nine)."""
+    return COMPOSED
 
 
-#: the hot-standby lab's parameters the capstone does not take (its own timeline replaces them)
-HOT_STANDBY_SKIP = ("upgrade_at", "crash_at", "crash_components", "heartbeats_setting", "handover_samples")
+#: the labs' own timeline parameters, which the capstone's timeline replaces
+LAB_TIMELINE = {"hot-standby": ("upgrade_at", "crash_at", "crash_components", "heartbeats_setting",
+                                "handover_samples"),
+                "flow-control": ("incident", "restart_at", "restart_mode", "heartbeats_setting", "ds_start"),
+                "context-cancel": ("incident", "incident_at", "incident_for")}
+
+
+def lab_params():
+    """The parameters of the hot-standby, flow-control and context-cancel labs the capstone takes
+    (their mechanisms' parameters; not their timelines)."""
+    from .labs.base import get_lab
+    from .params import ParamSet
+
+    out = ParamSet([])
+    for name, skip in LAB_TIMELINE.items():
+        out = out + ParamSet([q for q in get_lab(name).params if q.name not in skip])
+    return out
 
 
 def hot_standby_params():
-    from .labs.hot_standby import LAB as HS
-    from .params import ParamSet
-
-    return ParamSet([q for q in HS.params if q.name not in HOT_STANDBY_SKIP])
+    return lab_params()
 
 
 class SchedulerGaps(Component):
@@ -195,12 +199,24 @@ def build(switches: Mapping[str, str], p: Mapping[str, Any], *, incidents: Mappi
     extra["hot_standby"] = failover
     if scaleup is not None:
         comps.append(SchedulerGaps(failover, scaleup))
-    for s in LATER:
-        make = _later(s)
-        if make is not None:
-            made = make(switches[s], p, work, incidents)
-            extra[s] = made
-            comps.extend(made)
+    # flow control: re-lists from cache, etcd or 429, the buggy DaemonSet, the User-Agent limit, APF
+    from .labs.flow_control import components as flow_components
+
+    ds_at = incidents.get("daemonset_at", math.inf)
+    fc, fc_parts, ready_before_cache = flow_components(switches["flow_control"], p, work,
+                                                       ds_at if math.isfinite(ds_at) else None)
+    comps.extend(fc)
+    extra["flow_control"] = fc_parts
+    behaviour = dataclasses.replace(behaviour, ready_before_cache=ready_before_cache)
+    # context cancellation: the request path (webhooks, etcd, retries, goroutines) owns requests in flight
+    from .apiserver.requests import RequestPathComponent
+
+    w_at = incidents.get("webhook_at", math.inf)
+    rp = dict(p, incident="webhook" if math.isfinite(w_at) else "none",
+              incident_at=w_at if math.isfinite(w_at) else 0.0, incident_for=incidents.get("webhook_for", 0.0))
+    path = RequestPathComponent(rp, switches["context_cancel"])
+    comps.append(path)
+    extra["context_cancel"] = path
     cp = ControlPlane(p, work, behaviour, tick=p["tick"], duration=p["duration"], seed=p["seed"],
                       components=comps)
     from .clients.controllers import KCM

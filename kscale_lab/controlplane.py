@@ -659,7 +659,10 @@ class ControlPlane:
                     free = [int(j) for j in np.flatnonzero(self.inst.state == ABSENT)][: len(batch)]
                     for j in free:
                         self.start_instance(j, env.now)
-                    while not all(self.inst.state[j] == READY for j in free):
+                    # a surge rollout stops old instances only once the load balancer sees the new ones
+                    # healthy (readiness gates on the load balancer's target health, as cloud load
+                    # balancer controllers offer): otherwise clients would have nowhere to go
+                    while not all(self.inst.state[j] == READY and self.lb.healthy[j] for j in free):
                         yield env.timeout(self.dt)
                     yield env.timeout(p["rollout_step_pause"])
                     for j in batch:

@@ -81,6 +81,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..controlplane import Component
 from ..params import Param, ParamSet
 
 ANSWERED, FAILED, TIMED_OUT, CANCELLED, LOST = range(5)
@@ -719,7 +720,7 @@ SERIES = ("goroutines", "request_memory_bytes", "waiting", "admitted", "retries"
           "wasted_cpu", "post_cpu", *OUTCOMES)
 
 
-class RequestPathComponent:
+class RequestPathComponent(Component):
     """The request path as a :class:`~kscale_lab.controlplane.Component` of the control-plane core.
 
     It owns the requests in flight (``in_flight``: the max-inflight filter counts the

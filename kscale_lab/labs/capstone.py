@@ -86,7 +86,7 @@ def _params() -> ParamSet:
     scen = ParamSet([_DURATION if q.name == "duration" else q for q in SCENARIO_PARAMS])
     hb = ParamSet([q for q in HEARTBEAT_PARAMS if q.name != "quota_backend_bytes"])
     return (TIMELINE_PARAMS + SWITCH_PARAMS + ETCD_SERVER_PARAMS + SCALEUP_PARAMS + PROBE_PARAMS
-            + CONTROLPLANE_PARAMS + hb + B.PARAMS + _FREELIST_COSTS + composition.hot_standby_params() + scen
+            + CONTROLPLANE_PARAMS + hb + B.PARAMS + _FREELIST_COSTS + composition.lab_params() + scen
             + COST_PARAMS)
 
 
@@ -99,7 +99,11 @@ class SLO:
     source: str
 
     def broken(self, value: float) -> bool:
-        return not (isinstance(value, (int, float)) and math.isfinite(value) and value <= self.limit)
+        """Broken when the SLI is above its limit or infinite; a SLI that was not measured (nan: no
+        scale-up in the run, say) breaks nothing."""
+        if isinstance(value, float) and math.isnan(value):
+            return False
+        return not (isinstance(value, (int, float)) and value <= self.limit)
 
 
 SLOS = (

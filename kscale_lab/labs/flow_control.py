@@ -156,6 +156,40 @@ def apf_levels(p: Mapping[str, Any]) -> list:
     return out
 
 
+def components(setting: str, p: Mapping[str, Any], work, ds_start: float | None):
+    """The flow-control mechanisms of ``setting`` as control-plane components, for this lab and the
+    capstone: the buggy DaemonSet (if ``ds_start`` is a time), re-lists served from the cache, etcd
+    or 429 (:class:`~kscale_lab.apiserver.relists.RelistFlood`), the article's User-Agent limit,
+    upstream's API Priority and Fairness. Returns (components, parts by name, whether ``/readyz``
+    says yes before the watch caches are filled). Adds classes and streams to ``work``: call it
+    before the :class:`ControlPlane` is built."""
+    comps, parts = [], {}
+    start = math.inf if ds_start is None else float(ds_start)
+    if ds_start is not None:
+        ds_c, ds_s = add_buggy_daemonset(work, p)
+        comps.append(DaemonSetStart(ds_c, ds_s, start, p["ds_list_period"]))
+        parts["ds"] = comps[0]
+    if setting == "off":
+        flood = RelistFlood(p, "fallthrough")
+        comps.append(flood)
+        ready_before_cache = True
+    elif setting == "article":
+        flood = RelistFlood(p, "reject")
+        ua = UserAgentLimit(p, DS_USER_AGENT, start + float(p["operator_reaction_s"]))
+        comps += [flood, ua]
+        parts["ua"] = ua
+        ready_before_cache = True
+    else:
+        apf = APF(p, apf_levels(p), BOOTSTRAP_FLOW_SCHEMAS)
+        flood = RelistFlood(p, "kep4568", apf)
+        flood.register(work)
+        comps += [flood, apf]
+        parts["apf"] = apf
+        ready_before_cache = not bool(p["watch_cache_init_post_start_hook"])
+    parts["flood"] = flood
+    return comps, parts, ready_before_cache
+
+
 @dataclasses.dataclass
 class FlowControlResult(ControlPlaneResult):
     cp: Any = None
@@ -212,34 +246,12 @@ class FlowControlLab(Lab):
         costs = Costs.from_params({k: v for k, v in p.items() if k in COST_PARAMS})
         work = build_workload(p, costs, p["heartbeats_setting"])
         has_ds = p["incident"] in ("daemonset", "both")
-        ds_start = float(p["ds_start"]) if has_ds else math.inf
-        comps, parts = [], {}
-        if has_ds:
-            ds_c, ds_s = add_buggy_daemonset(work, p)
-            comps.append(DaemonSetStart(ds_c, ds_s, ds_start, p["ds_list_period"]))
-            parts["ds"] = comps[0]
-        if setting == "off":
-            flood = RelistFlood(p, "fallthrough")
-            comps.append(flood)
-            behaviour = Behaviour(ready_before_cache=True)
-        elif setting == "article":
-            flood = RelistFlood(p, "reject")
-            ua = UserAgentLimit(p, DS_USER_AGENT, ds_start + float(p["operator_reaction_s"]))
-            comps += [flood, ua]
-            parts["ua"] = ua
-            behaviour = Behaviour(ready_before_cache=True)
-        else:
-            apf = APF(p, apf_levels(p), BOOTSTRAP_FLOW_SCHEMAS)
-            flood = RelistFlood(p, "kep4568", apf)
-            flood.register(work)
-            comps += [flood, apf]
-            parts["apf"] = apf
-            behaviour = Behaviour(ready_before_cache=not bool(p["watch_cache_init_post_start_hook"]))
+        comps, parts, ready_before_cache = components(setting, p, work, float(p["ds_start"]) if has_ds else None)
         health = LeaseHealth(p)
         comps.append(health)
-        parts.update(flood=flood, health=health, work=work)
-        cp = ControlPlane(p, work, behaviour, tick=p["tick"], duration=p["duration"], seed=p["seed"],
-                          components=comps)
+        parts.update(health=health, work=work)
+        cp = ControlPlane(p, work, Behaviour(ready_before_cache=ready_before_cache), tick=p["tick"],
+                          duration=p["duration"], seed=p["seed"], components=comps)
         if p["incident"] in ("restart", "both") and p["restart_at"] < p["duration"]:
             if p["restart_mode"] == "all":
                 cp.restart(p["restart_at"], int(p["apiservers"]))
