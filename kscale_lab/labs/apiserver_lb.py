@@ -77,7 +77,9 @@ def _params() -> ParamSet:
                                                             "node_status_report_frequency_article",
                                                             "node_status_report_frequency",
                                                             "node_status_change_interval")])
-    return LB_LAB_PARAMS + CONTROLPLANE_PARAMS + hb + scen + COST_PARAMS
+    from ..apiserver.apf import APF_PARAMS, APF_SCENARIO_PARAMS
+
+    return LB_LAB_PARAMS + CONTROLPLANE_PARAMS + APF_PARAMS + APF_SCENARIO_PARAMS + hb + scen + COST_PARAMS
 
 
 class APIServerLBLab(Lab):
@@ -133,8 +135,14 @@ class APIServerLBLab(Lab):
         self.scenario(p)   # validates the scenario (objects >= 2 nodes + pods, ...)
         costs = Costs.from_params({k: v for k, v in p.items() if k in COST_PARAMS})
         work = build_workload(p, costs, p["heartbeats_setting"])
+        comps = []
+        if setting == "upstream":      # upstream's overload protection is API Priority and Fairness
+            from ..apiserver.apf import APF, BOOTSTRAP_FLOW_SCHEMAS
+            from .flow_control import apf_levels
+
+            comps.append(APF(p, apf_levels(p), BOOTSTRAP_FLOW_SCHEMAS))
         cp = ControlPlane(p, work, self.behaviour(setting, p), tick=p["tick"], duration=p["duration"],
-                          seed=p["seed"])
+                          seed=p["seed"], components=comps)
         if p["rollout_at"] < p["duration"]:
             cp.rollout(p["rollout_at"])
         if p["restart_count"] > 0 and p["restart_at"] < p["duration"]:

@@ -302,21 +302,16 @@ def _parallel_map(fn, jobs, workers=None, desc="", progress=None) -> list:
     from concurrent.futures import ProcessPoolExecutor
 
     workers = workers or min(len(jobs), os.cpu_count() or 1)
-    bar = None
-    if progress is not False:
-        try:
-            from tqdm.auto import tqdm
+    from ..progress import bar as progress_bar
 
-            bar = tqdm(total=len(jobs), desc=desc, leave=False)
-        except ImportError:
-            bar = None
+    bar = progress_bar(total=len(jobs), desc=desc, unit="run", leave=False,
+                       show=None if progress is None else bool(progress))
     out = [None] * len(jobs)
     try:
         if workers <= 1:
             for k, j in enumerate(jobs):
                 out[k] = fn(j)
-                if bar:
-                    bar.update()
+                bar.update(1)
         else:
             with ProcessPoolExecutor(workers) as ex:
                 futs = {ex.submit(fn, j): k for k, j in enumerate(jobs)}
@@ -324,11 +319,9 @@ def _parallel_map(fn, jobs, workers=None, desc="", progress=None) -> list:
 
                 for f in as_completed(futs):
                     out[futs[f]] = f.result()
-                    if bar:
-                        bar.update()
+                    bar.update(1)
     finally:
-        if bar:
-            bar.close()
+        bar.close()
     return out
 
 

@@ -153,7 +153,8 @@ for period in [120, 300, 600, 1200]:
 # - Graceful shutdown: `--shutdown-delay-duration` makes `/readyz` fail first so the load balancer
 #   stops sending new connections; `--shutdown-send-retry-after` (1.22) answers 429 +
 #   `Connection: close` while in-flight requests drain.
-# - The inflight limits became API Priority and Fairness (lab 7).
+# - The inflight limits became API Priority and Fairness: this lab's `upstream` setting runs the
+#   flow-control lab's APF component instead of max-inflight (lab 7 zooms in on it).
 # - maxSurge=3 is Alibaba's operations practice: static-pod control planes are upgraded one
 #   node at a time.
 #
