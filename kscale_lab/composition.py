@@ -82,12 +82,14 @@ LAB_TIMELINE = {"hot-standby": ("upgrade_at", "crash_at", "crash_components", "h
 def lab_params():
     """The parameters of the hot-standby, flow-control and context-cancel labs the capstone takes
     (their mechanisms' parameters; not their timelines)."""
-    from .labs.base import get_lab
+    from .labs.context_cancel import LAB as CC
+    from .labs.flow_control import LAB as FC
+    from .labs.hot_standby import LAB as HS
     from .params import ParamSet
 
     out = ParamSet([])
-    for name, skip in LAB_TIMELINE.items():
-        out = out + ParamSet([q for q in get_lab(name).params if q.name not in skip])
+    for lab in (HS, FC, CC):       # imported, not looked up: the registry may be being built
+        out = out + ParamSet([q for q in lab.params if q.name not in LAB_TIMELINE[lab.name]])
     return out
 
 

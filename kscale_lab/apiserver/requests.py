@@ -486,6 +486,9 @@ class CohortPath:
         self._key = None
         self._kern = None
         self.path = None
+        #: etcd's write latency beyond the stream table's, set from outside each tick (the capstone's
+        #: etcd component: a slow freelist, a saturated commit), seconds
+        self.etcd_extra = 0.0
         self._flat = (self.cal.reshape(-1), self.ends_o.reshape(-1), self.ends_r.reshape(-1))
         self._rows = (k * S * 4, k * S * 4, k * S * (self.R + 1) * 2)
         self._r1 = np.arange(1, self.R + 1)
@@ -496,7 +499,7 @@ class CohortPath:
         """(webhook call latency, etcd time) per stream for requests arriving at ``t``."""
         hook = np.where(self.st.hooked, self.inc.hook(t), 0.0)
         slow = self.inc.kind in ("etcd", "both") and self.inc.active(t)
-        etcd = np.where(self.st.mutating & slow, self.inc.etcd_slow, self.st.etcd)
+        etcd = np.where(self.st.mutating & slow, self.inc.etcd_slow, self.st.etcd + self.etcd_extra)
         return hook, etcd
 
     def _split(self, offset: np.ndarray, room: int, at_least: int = 0):
@@ -575,7 +578,8 @@ class CohortPath:
             if self.after_jitter:
                 self._retry(i + self.after_ticks + 1, rej_r * self.after_jitter)
             self._acc["rejected"] += float(rej_r.sum())
-        key = (wait.tobytes(), self.inc.active(i * self.dt), None if extra_wait is None else extra_wait.tobytes())
+        key = (wait.tobytes(), self.inc.active(i * self.dt), None if extra_wait is None else extra_wait.tobytes(),
+               self.etcd_extra)
         if key != self._key or self._kern[2] > self.n - i:
             self._kernel(i, wait, extra_wait)
             self._key = key

@@ -179,6 +179,12 @@ class EtcdServer(Component):
         r["db"][i], r["free"][i], r["history"][i] = self.file, self.free, history
         r["put_s"][i], r["commit_s"][i], r["puts"][i], r["nospace"][i] = lat, C, writes / dt, self.nospace
         extra = max(0.0, (lat if math.isfinite(lat) else 60.0) - self._base)
+        # a request path that computes its own latencies (the context-cancel component) takes it too,
+        # from the next tick on
+        for comp in cp.components:
+            c = getattr(comp, "c", None)
+            if c is not None and hasattr(c, "etcd_extra"):
+                c.etcd_extra = extra
         return np.where(self.mut, extra, 0.0)[None, :]
 
     def summary(self, cp) -> dict:

@@ -98,7 +98,7 @@ dash.controls["switch"].value = "off"
 # Each figure below is computed by the model, never typed in. `max_nodes` is the largest cluster
 # (pods and objects growing along) whose etcd stays under the 2 GiB quota of the time through a
 # compaction cycle and whose API servers keep up.
-
+#
 # Each row says on what basis the figures agree, the test, and the band: the lab's value as each
 # assumption it depends on moves over its plausible range (`kscale-lab params heartbeats --format json`
 # gives each parameter's `plausible` range and the reason for it).

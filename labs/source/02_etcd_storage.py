@@ -270,7 +270,7 @@ else:
 # %% [markdown]
 # ## The article beside the lab
 # Every value below is computed by the model, never typed in: the article's figure is the target.
-
+#
 # Each row also says on what basis the figures agree and the band: the lab's value as each
 # assumption it depends on moves over its plausible range.
 
