@@ -6,6 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 PORT   ?= 8888
+WORKERS ?= 2
 ROOTFLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
 .PHONY: lab test setup system notebooks nbgrader bench clean
@@ -40,7 +41,7 @@ lab: setup
 # nbval runs the solution copies (and copies without one, like the tour: conftest.py);
 # tests/test_student_copies.py runs every student copy top to bottom.
 test: setup system
-	$(PY) -m pytest tests labs --nbval-lax --nbval-current-env -p no:cacheprovider
+	$(PY) -m pytest tests labs --nbval-lax --nbval-current-env -p no:cacheprovider -n $(WORKERS) --dist loadfile
 
 notebooks: setup system
 	$(PY) -m kscale_lab.notebooks build
