@@ -414,7 +414,7 @@ class RelistFlood(Component):
         starting = inst.state == STARTING
         fresh = starting & (self._last_state != STARTING)
         for j in np.flatnonzero(fresh):
-            inst.cache_at[j] = np.inf
+            inst.fill_caches_at(j, np.inf)
             if not inst.ready_before_cache or self.hook:
                 inst.ready_at[j] = np.inf
             self.gen[j] += 1
@@ -436,7 +436,7 @@ class RelistFlood(Component):
         waits = max(self.b_etcd / self.etcd_cores, self.b_in[j] / self.nic,
                     (self.cp.inst.backlog[j] + fw["apiserver_cpu"] / fw["parallelism"]) / self.cp.inst.cores[j])
         done = t + max(fw["sequential"], waits)
-        self.cp.inst.cache_at[j] = done
+        self.cp.inst.fill_caches_at(j, done)
         if not self.cp.inst.ready_before_cache:
             self.cp.inst.ready_at[j] = done
 
