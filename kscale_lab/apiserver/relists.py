@@ -480,8 +480,12 @@ class RelistFlood(Component):
             for c, name in self._apf_names:
                 self.apf.offer(name, offered[:, c], svc[:, c])
             return None
-        # max-inflight for everything: the core's streams (Little's law) and the re-lists (slots)
-        held = A * cp.lat
+        # max-inflight for everything: the core's streams (Little's law) and the re-lists (slots).
+        # When a component owns the request path, its counts are what holds slots as the tick
+        # starts (orphaned goroutines included); this tick's arrivals add theirs by Little's law,
+        # each for at most the tick
+        owned = cp.owned_in_flight
+        held = A * cp.lat if owned is None else owned + A * np.minimum(cp.lat, cp.dt)
         mut = held @ self._mut_counted
         ro = held @ self._ro_counted
         want = ro + offered.sum(axis=1)
