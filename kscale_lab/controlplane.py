@@ -114,7 +114,10 @@ class Component:
     A component whose ``in_flight`` returns counts owns the request path: the max-inflight
     filter admits into its free slots instead of applying Little's law (arrivals x latency),
     and the core no longer adds the memory of requests in flight (the component's ``memory``
-    returns it).
+    returns it). The core keeps this tick's counts in ``cp.owned_in_flight`` (None when it
+    applies Little's law itself): a component that limits or counts requests in flight beside
+    the core's (a max-inflight filter of its own, a correction of the core's memory) reads them
+    there, so two components never count the same requests twice.
 
     ``relist`` is offered the clients that must re-list (their watch cannot resume) before the
     core serves them from the instance's cache: a component that models LISTs itself (from
@@ -251,6 +254,7 @@ class ControlPlane:
         self._drained = np.zeros(self.k, dtype=bool)
         self._pending_restart: dict[int, float | None] = {}
         self._connected_clients = 0
+        self.owned_in_flight = None                      # requests in flight a component counts (this tick)
         for name in ("_relists_total", "_goaways_total", "_reshuffles_total", "_reconnect429_total",
                      "_closed_total", "_rejected_total", "_requests_total"):
             setattr(self, name, 0)
@@ -538,6 +542,7 @@ class ControlPlane:
             x = comp.in_flight(self, A, t0)
             if x is not None:
                 owned = x
+        self.owned_in_flight = owned
         if self._own_inflight:                               # API Priority and Fairness limits instead
             need = False
         elif owned is None:                                  # requests in flight by Little's law

@@ -1289,8 +1289,15 @@ class APF(Component):
         return self.wait_add
 
     def memory(self, cp, adm, t0):
-        # the core counts Little's law on what it admitted; APF knows what executes and what waits
+        # the core counts Little's law on what it admitted; APF knows what executes and what waits.
+        # When a component owns the request path (its in_flight counts), the core counts nothing
+        # and that component holds every admitted request's goroutine with its stream's memory,
+        # queued here or executing: a request still in APF's queue has only its request's bytes
+        # (at most as many as that component counts: the two see the same requests)
         f = self.fluid
+        if cp.owned_in_flight is not None:
+            queued = np.minimum(f.backlog[:, : self.n_core].sum(axis=2) @ self._onehot, cp.owned_in_flight)
+            return -(queued @ np.maximum(cp.mem_s - cp.w.request_memory, 0.0))
         executing = f.executing[:, : self.n_core] @ self._mem_part
         return executing + self.backlog_total * cp.w.request_memory - (adm * cp.lat) @ cp.mem_s
 

@@ -160,6 +160,14 @@ class InstanceSet:
             self.cache_since[due] = self.cache_at[due]
         return due
 
+    def fill_caches_at(self, j: int, t: float) -> None:
+        """(Re)schedule when instance ``j``'s watch caches are filled (``inf``: not yet known), for a
+        component that models the fill itself. An instance that said ready before its caches were
+        filled holds history from the fill on, so a watch broken before it cannot resume there."""
+        self.cache_at[j] = t
+        if self.state[j] == READY:
+            self.cache_since[j] = t
+
     def stop(self, j: int, t: float, restart_after: float | None) -> None:
         """The process exits at ``t`` (after a graceful shutdown, or at once)."""
         self.state[j] = DOWN

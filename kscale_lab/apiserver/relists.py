@@ -414,7 +414,7 @@ class RelistFlood(Component):
         starting = inst.state == STARTING
         fresh = starting & (self._last_state != STARTING)
         for j in np.flatnonzero(fresh):
-            inst.cache_at[j] = np.inf
+            inst.fill_caches_at(j, np.inf)
             if not inst.ready_before_cache or self.hook:
                 inst.ready_at[j] = np.inf
             self.gen[j] += 1
@@ -436,7 +436,7 @@ class RelistFlood(Component):
         waits = max(self.b_etcd / self.etcd_cores, self.b_in[j] / self.nic,
                     (self.cp.inst.backlog[j] + fw["apiserver_cpu"] / fw["parallelism"]) / self.cp.inst.cores[j])
         done = t + max(fw["sequential"], waits)
-        self.cp.inst.cache_at[j] = done
+        self.cp.inst.fill_caches_at(j, done)
         if not self.cp.inst.ready_before_cache:
             self.cp.inst.ready_at[j] = done
 
@@ -480,8 +480,12 @@ class RelistFlood(Component):
             for c, name in self._apf_names:
                 self.apf.offer(name, offered[:, c], svc[:, c])
             return None
-        # max-inflight for everything: the core's streams (Little's law) and the re-lists (slots)
-        held = A * cp.lat
+        # max-inflight for everything: the core's streams (Little's law) and the re-lists (slots).
+        # When a component owns the request path, its counts are what holds slots as the tick
+        # starts (orphaned goroutines included); this tick's arrivals add theirs by Little's law,
+        # each for at most the tick
+        owned = cp.owned_in_flight
+        held = A * cp.lat if owned is None else owned + A * np.minimum(cp.lat, cp.dt)
         mut = held @ self._mut_counted
         ro = held @ self._ro_counted
         want = ro + offered.sum(axis=1)
