@@ -411,7 +411,8 @@ def first_breaks(cp, parts) -> dict:
 
 
 NOTABLE = ("begins", "OOMKilled", "NOSPACE alarm", "stopped", "terminating", "draining", "lb unhealthy",
-           "etcd defragment", "etcd commits fall behind", "nodes NotReady")
+           "etcd defragment", "etcd commits fall behind", "nodes NotReady", "DaemonSet", "daemonset",
+           "User-Agent", "webhook", "scale-up begins", "controller", "leader")
 
 
 def chain_of_causes(events, breaks: dict, incidents: Mapping[str, float]) -> list[str]:
