@@ -23,6 +23,14 @@ PROBE_PARAMS = ParamSet([
 ])
 
 
+def _quantile(x: np.ndarray, q: float) -> float:
+    """Nearest-rank quantile; a probe that found no server (inf) counts as the slowest."""
+    if x.size == 0:
+        return float("nan")
+    s = np.sort(x)
+    return float(s[min(x.size - 1, int(np.ceil(q * x.size)) - 1)])
+
+
 class ReadProbes(Component):
     name = "read_probes"
 
@@ -64,6 +72,6 @@ class ReadProbes(Component):
         out = {}
         for k in self.cost:
             x = self.latencies(k)
-            out[f"{k}_p99_s"] = float(np.percentile(x, 99)) if x.size else float("nan")
+            out[f"{k}_p99_s"] = _quantile(x, 0.99)
             out[f"{k}_unloaded_s"] = float(self.cost[k][0])
         return out
