@@ -14,8 +14,8 @@ hint = Hints({
         "Pod startup = scheduling + binding + the kubelet: compare the queue's p99 with the SLO's 5 s."],
     2: ["Start from every switch on (as in the article) and try to turn each off in turn.",
         "Keep a switch off when no SLO breaks without it; the order matters less than checking each once.",
-        "Greedy: s = all switches; for each x: if run('off', {y: 'article' for y in s - {x}}) breaks nothing, "
-        "drop x. Then check that removing any one of the rest breaks an SLO."],
+        "Greedy: s = all switches; for each x: if run('off', {y: 'article' for y in s - {x}}) breaks nothing the "
+        "article row keeps, drop x. Then check that removing any one of the rest breaks one."],
 }, {1: EX1, 2: EX2})
 
 
@@ -35,16 +35,17 @@ def check_ablation_prediction(predicted, switch: str) -> Verdict:
     if unknown:
         return verdict(EX1, "not yet right", f"{sorted(unknown)[0]!r} is not an SLO name; names: "
                                              f"{', '.join(s.name for s in SLOS)}.")
-    want = set(LAB.run("article", {switch: "off"}).summary["slo_breaks"])
+    base = set(LAB.run("article").summary["slo_breaks"])
+    want = set(LAB.run("article", {switch: "off"}).summary["slo_breaks"]) - base
     if got == want:
-        return verdict(EX1, "done", f"With {switch} off exactly the SLOs you named break.")
-    return verdict(EX1, "not yet right", f"With {switch} off the model breaks {len(want)} SLO(s); your list "
-                                         f"names {len(got)}, and they differ.")
+        return verdict(EX1, "done", f"With {switch} off exactly the SLOs you named break beyond the article's.")
+    return verdict(EX1, "not yet right", f"With {switch} off the model breaks {len(want)} SLO(s) that the article's "
+                                         f"cluster keeps; your list names {len(got)}, and they differ.")
 
 
 def check_minimal_set(switches) -> Verdict:
-    """``switches``: switches set as in the article, all others off. Done when no SLO breaks and
-    removing any one of them breaks at least one."""
+    """``switches``: switches set as in the article, all others off. Done when it breaks no SLO the
+    article's cluster (every switch on) keeps, and removing any one of them breaks one."""
     from ..labs.capstone import LAB
     from ..scenario import SWITCH_NAMES
 
@@ -58,13 +59,16 @@ def check_minimal_set(switches) -> Verdict:
     if bad:
         return verdict(EX2, "not yet right", f"{sorted(bad)[0]!r} is not a switch; switches: {', '.join(SWITCH_NAMES)}.")
 
+    base = set(LAB.run("article").summary["slo_breaks"])
+
     def broken(on):
-        return LAB.run("off", {s: "article" for s in on}).summary["slos_broken"]
+        return len(set(LAB.run("off", {s: "article" for s in on}).summary["slo_breaks"]) - base)
 
     if broken(chosen):
-        return verdict(EX2, "not yet right", "With only these switches on, some SLO still breaks.")
+        return verdict(EX2, "not yet right", "With only these switches on, an SLO the article's cluster keeps breaks.")
     for s in sorted(chosen):
         if broken(chosen - {s}) == 0:
-            return verdict(EX2, "not yet right", "Every SLO holds, but the set is not minimal: one of its switches "
-                                                 "can be turned off without breaking any.")
-    return verdict(EX2, "done", f"Every SLO holds with {len(chosen)} switch(es) on, and none of them can go.")
+            return verdict(EX2, "not yet right", "It keeps what the article's cluster keeps, but it is not minimal: one "
+                                                 "of its switches can be turned off without breaking more.")
+    return verdict(EX2, "done", f"{len(chosen)} switch(es) keep every SLO the article's cluster keeps, and none of "
+                                f"them can go.")

@@ -90,11 +90,12 @@ def _capstone_card():
 
 
 def _worst_single_switch(lab):
-    card = _capstone_card()
-    abl = card[card.index.str.startswith("article, ")]
-    if not len(abl) or abl["slos_broken"].max() == 0:
+    from ..labs.capstone import extra_breaks
+
+    extra = extra_breaks(_capstone_card())
+    if not extra or max(extra.values()) == 0:
         return "none"
-    return abl["slos_broken"].idxmax().split(", ")[1].replace(" off", "")
+    return max(extra, key=extra.get)
 
 
 def _first_slo_all_off(lab):
@@ -139,7 +140,7 @@ QUESTIONS: dict[str, list[Question]] = {
                  kind="choice", choices=("kubelets", "kube-proxies", "controllers")),
     ],
     "capstone": [
-        Question("worst_single_switch", "which single switch, turned off, breaks the most SLOs",
+        Question("worst_single_switch", "which single switch, turned off, breaks the most SLOs the article's cluster keeps",
                  _worst_single_switch, kind="choice",
                  choices=("freelist", "heartbeats", "apiserver_lb", "bookmarks", "cached_reads", "context_cancel",
                           "flow_control", "hot_standby", "scheduler", "none")),
