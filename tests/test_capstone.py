@@ -121,12 +121,6 @@ def test_zoom_probes_cost_what_the_cached_reads_lab_says(article):
     assert article.summary["describe_node_p99_s"] >= lab["describe_node_seconds"]
 
 
-def test_zoom_bookmarks_resume_cost_is_charged_at_the_restart():
-    base = dict(SMALL, incidents="apiserver_upgrade", apiserver_lb="off")
-    with_cost = LAB.run("article", dict(base, bookmarks="off")).summary
-    assert with_cost["cpu_util_peak"] > 0
-
-
 def test_scorecard_rows_and_claims_are_computed():
     card = LAB.scorecard({"nodes": 1000, "duration": 300.0, "scaleup_at": 60.0, "apiserver_upgrade_at": 120.0,
                           "incidents": "scaleup,apiserver_upgrade"}, workers=1, progress=False)
@@ -148,3 +142,33 @@ def test_zoom_controller_failover_matches_the_hot_standby_lab():
         fo = cap.failovers
         got = float(fo.loc[fo.event == "controller crash", "interruption_s"].iloc[0])
         assert got == pytest.approx(lab, rel=0.3, abs=3.0)
+
+
+def test_zoom_daemonset_storm_crashes_like_the_flow_control_lab_without_protection():
+    """The buggy DaemonSet with only max-inflight: the capstone's OOM kills are the flow-control
+    lab's within a third (the same components; the capstone adds the rest of the day's load)."""
+    from kscale_lab.labs.flow_control import LAB as FC
+
+    lab = FC.run("off", {"incident": "daemonset", "ds_start": 600.0, "duration": 1200.0}).summary["ds_crashes"]
+    cap = LAB.run("off", {"incidents": "daemonset", "duration": 1200.0}).summary["apiserver_crashes"]
+    assert lab > 0 and cap == pytest.approx(lab, rel=0.34)
+
+
+def test_zoom_request_path_keeps_or_cancels_like_the_context_lab():
+    """A slow webhook: without cancellation the server keeps abandoned requests (they time out,
+    none is cancelled); with the article's context propagation they are cancelled, as in the lab."""
+    o = {"incidents": "webhook", "duration": 1200.0}
+    off = LAB.run("off", dict(o, context_cancel="off")).summary
+    art = LAB.run("off", dict(o, context_cancel="article")).summary
+    assert off["requests_cancelled"] == 0 and off["requests_timed_out"] > 0
+    assert art["requests_cancelled"] > 0 and art["requests_timed_out"] < off["requests_timed_out"]
+
+
+def test_zoom_bookmarks_cost_per_resumed_watch_is_the_bookmarks_labs():
+    from kscale_lab.composition import bookmark_costs
+
+    p = LAB.resolve("article", SMALL)
+    per = {s: bookmark_costs(s, p)[0] for s in ("off", "article", "upstream")}
+    assert per["off"] > per["article"] > per["upstream"] > 0       # the bookmarks lab's order
+    r = LAB.run("article", dict(SMALL, bookmarks="off", incidents="apiserver_upgrade"))
+    assert r.summary["apiserver_upgrade_ended_at_s"] > 0
