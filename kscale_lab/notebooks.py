@@ -170,7 +170,9 @@ def execute(nb, cwd: Path, timeout: int = 600, static_images: bool = True, desc:
     from .viz.static import ENV
 
     old = os.environ.get(ENV)
+    old_progress = os.environ.get("KSCALE_LAB_PROGRESS")
     os.environ[ENV] = "1" if static_images else "0"   # the kernel inherits it
+    os.environ["KSCALE_LAB_PROGRESS"] = "0"           # no progress widget saved in a notebook (it is transient)
     try:
         with bar(total=sum(c.cell_type == "code" for c in nb.cells), desc=desc, unit="cell") as b:
             client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
@@ -182,6 +184,10 @@ def execute(nb, cwd: Path, timeout: int = 600, static_images: bool = True, desc:
             os.environ.pop(ENV, None)
         else:
             os.environ[ENV] = old
+        if old_progress is None:
+            os.environ.pop("KSCALE_LAB_PROGRESS", None)
+        else:
+            os.environ["KSCALE_LAB_PROGRESS"] = old_progress
     for cell in nb.cells:
         if _is_bokeh_loader(cell):
             cell.outputs = []

@@ -31,7 +31,7 @@ class CapstoneDashboard(Dashboard):
         style = {"description_width": "120px"}
         lay = w.Layout(width="330px")
         c = {"switch": w.ToggleButtons(options=[("off", "off"), ("article", "article"), ("upstream", "upstream")],
-                                       value="article", description="every switch", style=style,
+                                       value="off", description="every switch", style=style,
                                        tooltips=["the cluster before the optimisations", "as Alibaba did it (2019)",
                                                  "as upstream does it today"])}
         for s in SWITCH_NAMES:
