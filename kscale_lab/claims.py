@@ -222,10 +222,13 @@ def claim_band(lab, claim: Claim, value: float, claims=None) -> tuple[float, flo
     return min(vals), max(vals)
 
 
-def claims_table(labs=None, bands: bool = True):
+def claims_table(labs=None, bands: bool | str = True):
     """DataFrame with one row per claim of every lab that exists (or of ``labs``):
     :data:`CSV_COLUMNS` plus ``description``, ``source``, ``band_params``. ``bands=False``
-    skips the band (``band_lo``/``band_hi`` NaN, ``robust`` None)."""
+    skips the band (``band_lo``/``band_hi`` NaN, ``robust`` None); ``bands="snapshot"`` takes
+    the band and ``robust`` from ``tests/data/claims_snapshot.json`` (computed by the same code,
+    checked against a fresh computation by the tests) while the lab values are computed now:
+    the tour's overview, which would otherwise rerun every band of every lab."""
     import pandas as pd
 
     from .labs.base import get_lab, registry
@@ -243,7 +246,12 @@ def claims_table(labs=None, bands: bool = True):
                 raise ParameterError("claim", f"{c.claim!r} of lab {lab.name} is listed in data/claims but the "
                                               f"lab does not compute it")
             x = float(values[c.claim])
-            if bands:
+            stored = _stored(lab.name, c.claim) if bands == "snapshot" else None
+            if stored is not None:
+                lo = float("nan") if stored.get("band_lo") is None else float(stored["band_lo"])
+                hi = float("nan") if stored.get("band_hi") is None else float(stored["band_hi"])
+                robust = stored.get("robust")
+            elif bands is True:
                 lo, hi = claim_band(lab, c, x, claims)
                 robust = bool(c.holds_over(lo, hi)) if not math.isnan(lo) else False
             else:
@@ -254,6 +262,13 @@ def claims_table(labs=None, bands: bool = True):
                          "band_lo": lo, "band_hi": hi, "note": c.note, "description": c.description,
                          "source": c.source, "band_params": " ".join(c.band_params)})
     return pd.DataFrame(rows, columns=list(CSV_COLUMNS) + ["description", "source", "band_params"])
+
+
+def _stored(lab: str, claim: str):
+    try:
+        return read_snapshot().get(lab, {}).get(claim)
+    except (OSError, ValueError):
+        return None
 
 
 # --------------------------------------------------------------------------------------
@@ -330,7 +345,7 @@ def printable(table):
                                        "basis", "band", "note"])
 
 
-def show_claims(lab=None, bands: bool = True, width: int = 100, compact: bool = False) -> str:
+def show_claims(lab=None, bands: bool | str = True, width: int = 100, compact: bool = False) -> str:
     """The claims of ``lab`` (a name; None = every lab) as printable text: one block per
     claim (claim, article, lab value, criterion, holds, robust, basis, band, note). For a
     notebook cell: ``print(show_claims("heartbeats"))``. ``compact``: one line per claim,
