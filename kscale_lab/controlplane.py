@@ -762,7 +762,10 @@ class ControlPlane:
 def footprint(what: str, clients: int, slots: int, steps: int, streams: int):
     """What a :class:`ControlPlane` run holds (a :class:`~kscale_lab.memory.Footprint`): per
     client its class, connection, watch instance and six timers (10 x 8 B) and the tick's
-    temporaries over clients (masks, due lists, picks: ~6 x 8 B); per tick and slot the 12
+    temporaries over clients (masks, due lists, picks: 14 x 8 B, from tracemalloc's peak at
+    2k and 60k nodes: 187 B per client in all); the arrays of the previous run, which glibc's
+    malloc keeps after its dynamic mmap threshold has risen (a run after a run: the resident
+    set grew 360 B per client where the traced peak grew 187); per tick and slot the 12
     records and the latency and request samples per stream; the re-list release schedule
     (the run plus an hour); the result frames (per tick and slot, 16 columns) built at the end,
     with pandas' copies while they are built."""
@@ -770,7 +773,8 @@ def footprint(what: str, clients: int, slots: int, steps: int, streams: int):
 
     fp = Footprint(what)
     fp.add("client arrays (class, connection, watch, timers)", clients, 10 * 8)
-    fp.add("tick temporaries over clients", clients, 6 * 8)
+    fp.add("tick temporaries over clients", clients, 14 * 8)
+    fp.add("an earlier run's client arrays, kept by malloc", clients, 24 * 8)
     fp.add("per-instance records", steps * slots, 12 * 8)
     fp.add("latency and request samples", steps * slots * streams, 2 * 8)
     fp.add("re-list release schedule", steps + 3600, slots * 8)

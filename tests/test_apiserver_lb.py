@@ -129,7 +129,8 @@ def test_exercise_checkers_accept_the_rule_and_reject_near_misses():
         return None
 
     assert check_reconnect_rule(sliding).status == "not yet right"
-    assert check_reconnect_rule(lambda t, k, w: None).status == "not yet right"
+    assert check_reconnect_rule(lambda t, k, w: None).status == "not done yet"   # the stub's answer
+    assert check_reconnect_rule(lambda t, k, w: t[k - 1] if len(t) >= k else None).status == "not yet right"
 
     def rr(counts, m):            # round robin is not least connections
         return np.bincount(np.arange(m) % len(counts), minlength=len(counts))
