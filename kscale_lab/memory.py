@@ -59,7 +59,7 @@ ALLOCATOR_OVERHEAD = 0.15
 #: small-array cache, interpreter frames). Measured: the first run of a control-plane lab at
 #: 500 nodes raised the resident set 13-20 MiB above the import baseline, of which the
 #: itemised arrays were under 2 MiB
-FIXED_BYTES = 16 * MIB
+FIXED_BYTES = 20 * MIB
 
 # CPython object sizes (64-bit): used to price the Python containers some models keep
 PY_INT_BYTES = 32        # an int above 256: 28 B rounded to pymalloc's 32-B block
