@@ -234,6 +234,20 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_cache(args) -> int:
+    from . import cache
+
+    d = cache.directory()
+    if args.clear:
+        print(f"removed {cache.clear()} stored run(s) from {d}")
+        return 0
+    files = list(d.glob("*.pickle")) if d.is_dir() else []
+    size = sum(f.stat().st_size for f in files)
+    print(f"{d}: {len(files)} stored run(s), {size / 2**20:.1f} MiB (budget {cache.BUDGET_BYTES / 2**20:.0f} MiB); "
+          f"{'on' if cache.enabled() else 'off'} ({cache.SWITCH_VARIABLE}=0 turns it off)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="kscale-lab", description="How Kubernetes survives at 10,000 nodes: the labs.")
     sub = p.add_subparsers(dest="cmd", parser_class=_Parser)
@@ -267,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr2.add_argument("--set", action="append", metavar="NAME=VALUE")
     pr2.add_argument("--switch", action="append", metavar="NAME=SETTING")
     pr2.add_argument("--out", default="report.html", metavar="FILE.html")
+    pk = sub.add_parser("cache", help="the stored capstone runs: where, how many; --clear removes them")
+    pk.add_argument("--clear", action="store_true")
     return p
 
 
@@ -278,7 +294,7 @@ def main(argv=None) -> int:
             parser.print_help()
             return 0
         return {"list": cmd_list, "params": cmd_params, "run": cmd_run, "claims": cmd_claims,
-                "sweep": cmd_sweep, "report": cmd_report}[args.cmd](args)
+                "sweep": cmd_sweep, "report": cmd_report, "cache": cmd_cache}[args.cmd](args)
     except (KscaleError, ValueError) as e:
         print(f"kscale-lab: error: {e}", file=sys.stderr)
         return 2

@@ -346,6 +346,7 @@ def measure(lab_name: str, overrides: Mapping[str, Any] | None = None, settings=
     if settings:
         args += ["--settings", ",".join(settings)]
     e = dict(os.environ)
+    e["KSCALE_LAB_CACHE"] = "0"        # measure the run, not a read of its stored result
     e.update(env or {})
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=e)
     if proc.returncode != 0:
