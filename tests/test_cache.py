@@ -69,3 +69,12 @@ def test_a_capstone_run_read_back_equals_the_run(tmp_cache):
     # a parameter is a cause: another value is another run
     assert lab.cache_key("article", {**o, "nodes": 1_001}) != lab.cache_key("article", o)
     assert lab.cache_key("off", o) != lab.cache_key("article", o)
+
+
+def test_binder_warms_the_capstone_scorecard_at_build_time():
+    import os
+    from pathlib import Path
+
+    post = Path(__file__).resolve().parent.parent / "binder" / "postBuild"
+    assert os.access(post, os.X_OK)
+    assert "LAB.scorecard(" in post.read_text()
