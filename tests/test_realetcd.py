@@ -142,7 +142,10 @@ def test_quota_nospace_then_compact_defrag_disarm():
         with pytest.raises(EtcdNoSpace) as err:
             for i in range(40):
                 c.put(f"/big/{i:03d}", value)
-        assert 10 <= i <= 20  # etcd-real: the 13th 1 MB put failed
+        # i puts of 1 MiB fit: no more than the 16 MiB quota holds, and at least half of it (bbolt
+        # reuses a freed page only once no read transaction holds it, so a loaded machine grows the
+        # file sooner; etcd-real: the 13th put failed there, the 10th on a loaded CI machine)
+        assert 8 <= i <= 16
         assert err.value.status == 429 and err.value.code == 8
         assert {"NOSPACE"} == {a["alarm"] for a in c.alarms()}
         with pytest.raises(EtcdNoSpace):
