@@ -1,5 +1,6 @@
-"""A disk cache for expensive, deterministic runs (the capstone's: ~5 s each, twelve in a
-scorecard, ten more in the minimal-set exercise).
+"""A disk cache for expensive, deterministic results: the capstone's runs (~5 s each, twelve
+in a scorecard, ten more in the minimal-set exercise) and each lab's claims values (the runs
+behind the claims table and its bands, which the tests, the report and the tour all need).
 
 A run is a pure function of its setting, its resolved parameters and the code: the key is a
 SHA-256 of all three, the code being every ``.py`` file of the package and every file under

@@ -36,6 +36,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import cache
 from .errors import ParameterError
 
 CSV_COLUMNS = ("lab", "claim", "article", "lab_value", "unit", "holds", "robust", "criterion", "basis",
@@ -166,8 +167,10 @@ _MEMO: dict = {}
 
 
 def lab_values(lab, overrides: dict | None = None, only=None) -> dict:
-    """``lab.claims(overrides=..., only=...)``, memoised per process: each distinct set of
-    overrides runs the lab once per missing claim set."""
+    """``lab.claims(overrides=..., only=...)``, memoised per process (each distinct set of
+    overrides runs the lab once per missing claim set) and on disk in :mod:`kscale_lab.cache`
+    (keyed by lab, overrides, claims and the code's digest: the tests, the report and the tour
+    compute each once)."""
     key = (lab.name, tuple(sorted((overrides or {}).items())))
     have = _MEMO.setdefault(key, {})
     need = None if only is None else set(only) - set(have)
@@ -182,7 +185,8 @@ def lab_values(lab, overrides: dict | None = None, only=None) -> dict:
                                                 f"section 3)")
         if "only" in takes:
             kw["only"] = need
-        got = lab.claims(**kw)
+        k = cache.key("claims", lab.name, key[1], None if need is None else sorted(need))
+        got = cache.cached(k, lambda: {c: float(v) for c, v in lab.claims(**kw).items()})
         have.update({k: float(v) for k, v in got.items()})
     return have
 

@@ -239,11 +239,11 @@ def cmd_cache(args) -> int:
 
     d = cache.directory()
     if args.clear:
-        print(f"removed {cache.clear()} stored run(s) from {d}")
+        print(f"removed {cache.clear()} stored result(s) from {d}")
         return 0
     files = list(d.glob("*.pickle")) if d.is_dir() else []
     size = sum(f.stat().st_size for f in files)
-    print(f"{d}: {len(files)} stored run(s), {size / 2**20:.1f} MiB (budget {cache.BUDGET_BYTES / 2**20:.0f} MiB); "
+    print(f"{d}: {len(files)} stored result(s), {size / 2**20:.1f} MiB (budget {cache.BUDGET_BYTES / 2**20:.0f} MiB); "
           f"{'on' if cache.enabled() else 'off'} ({cache.SWITCH_VARIABLE}=0 turns it off)")
     return 0
 
@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr2.add_argument("--set", action="append", metavar="NAME=VALUE")
     pr2.add_argument("--switch", action="append", metavar="NAME=SETTING")
     pr2.add_argument("--out", default="report.html", metavar="FILE.html")
-    pk = sub.add_parser("cache", help="the stored capstone runs: where, how many; --clear removes them")
+    pk = sub.add_parser("cache", help="the stored results (capstone runs, claims values): where, how many; --clear removes them")
     pk.add_argument("--clear", action="store_true")
     return p
 

@@ -78,3 +78,17 @@ def test_binder_warms_the_capstone_scorecard_at_build_time():
     post = Path(__file__).resolve().parent.parent / "binder" / "postBuild"
     assert os.access(post, os.X_OK)
     assert "LAB.scorecard(" in post.read_text()
+
+
+def test_claims_values_read_back_equal_a_fresh_computation(tmp_cache, monkeypatch):
+    from kscale_lab import claims
+
+    lab = get_lab("bookmarks")
+    claims.clear_memo()
+    first = dict(claims.lab_values(lab))
+    assert any(p.name.startswith("claims-") for p in tmp_cache.iterdir())
+    claims.clear_memo()
+    monkeypatch.setenv(cache.SWITCH_VARIABLE, "0")
+    fresh = dict(claims.lab_values(lab))
+    claims.clear_memo()
+    assert first == fresh
