@@ -67,7 +67,9 @@ dash
 # ## The scorecard
 # Every switch off, as in the article, as upstream does it today, and the ablation: the article's
 # cluster with one switch turned off, for each of the nine. The twelve runs go to parallel
-# processes (a progress bar shows them).
+# processes (a progress bar shows them). A run already made with the same parameters and the same
+# code is read back from disk instead (`kscale-lab cache` says where; change a parameter or a line
+# of the model and it is computed again).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
