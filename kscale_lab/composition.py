@@ -40,12 +40,12 @@ becomes another's load. The couplings, and how coarse each one is:
   (:class:`~kscale_lab.apiserver.requests.RequestPathComponent`) owns the requests in flight: a slow
   webhook keeps them, abandoned or not, per the setting; their memory joins the instance's.
 
-Known gaps between the zooms (tests hold what agrees; these are open): with the buggy DaemonSet,
+Known gap between the zooms (tests hold what agrees; this one is open): with the buggy DaemonSet,
 the flow-control lab's ``article`` setting has 15 OOM kills before the operator sets the
 User-Agent limit while the capstone's has none (the article's 429 shedding of lab 6 also sheds the
-DaemonSet's LISTs, a real coupling), and its ``upstream`` setting has none while the capstone's
-has ~17 (the request path counts the LISTs API Priority and Fairness holds in its queues as
-goroutines with their memory: a double count still to remove).
+DaemonSet's LISTs, a real coupling). Under API Priority and Fairness both have none: every arrival
+of the tick, the request path's retries included, goes through APF (they once bypassed it, and
+~17 OOM kills came from retried LISTs nobody queued).
 
 What is simplified is said where it is done; :func:`build` returns the control plane and the
 parts, so a test can hold each part against its lab.

@@ -154,6 +154,16 @@ def test_zoom_daemonset_storm_crashes_like_the_flow_control_lab_without_protecti
     assert lab > 0 and cap == pytest.approx(lab, rel=0.34)
 
 
+def test_zoom_daemonset_under_apf_does_not_crash_like_the_flow_control_lab():
+    """With API Priority and Fairness the DaemonSet's LISTs queue or get 429 and no API server
+    is OOM-killed, as in the flow-control lab: the request path's retries go through APF too."""
+    from kscale_lab.labs.flow_control import LAB as FC
+
+    lab = FC.run("upstream", {"incident": "daemonset", "ds_start": 600.0, "duration": 1200.0}).summary["ds_crashes"]
+    cap = LAB.run("off", {"incidents": "daemonset", "duration": 1200.0, "flow_control": "upstream"}).summary
+    assert lab == 0 and cap["apiserver_crashes"] == 0 and cap["memory_peak_share"] < 1.0
+
+
 def test_zoom_request_path_keeps_or_cancels_like_the_context_lab():
     """A slow webhook: without cancellation the server keeps abandoned requests (they time out,
     none is cancelled); with the article's context propagation they are cancelled, as in the lab."""

@@ -1212,6 +1212,11 @@ class APF(Component):
         S = len(w.stream_names)
         self._onehot = np.zeros((self.n_core, S))
         self._onehot[np.arange(self.n_core), self.core_s] = 1.0
+        # per stream, the first part that sends it: where the tick's arrivals of a stream no
+        # class sends at its base rate go (another component's requests: retries, a burst)
+        self._first_part = np.full(S, -1)
+        for j in range(self.n_core - 1, -1, -1):
+            self._first_part[self.core_s[j]] = j
         self.final_time = np.array([pt.final_seats * pt.final_seconds / max(pt.seats, 1e-9)
                                     for pt in parts[: self.n_core]])
         server_cl = int(cp.costs.max_requests_inflight + cp.costs.max_mutating_requests_inflight)
@@ -1249,6 +1254,17 @@ class APF(Component):
         rates = cp.rates[self.core_c, self.core_s]                          # per part, per client
         arr = np.zeros((cp.k, len(self.parts)))
         arr[:, : self.n_core] = cp.cn.req_counts[:, self.core_c] * rates[None, :] * dt
+        # ``A`` is every arrival of the tick, other components' included (the request path's
+        # retries, the scale-up's creations, probes): they go through the same filter, shared
+        # over a stream's parts as its clients' own requests are
+        base_s = arr[:, : self.n_core] @ self._onehot
+        want = A * dt
+        scale = np.divide(want, base_s, out=np.ones_like(want), where=base_s > 1e-12)
+        arr[:, : self.n_core] *= scale[:, self.core_s]
+        lone = (base_s <= 1e-12) & (want > 1e-12) & (self._first_part >= 0)[None, :]
+        if lone.any():
+            ki, si = np.nonzero(lone)
+            np.add.at(arr, (ki, self._first_part[si]), want[ki, si])
         service = np.ones_like(arr)
         base = cp.lat[:, self.core_s] - self.wait_add[:, self.core_s]
         service[:, : self.n_core] = np.maximum(base, cp._service[self.core_s][None, :]) + self.final_time[None, :]
