@@ -127,7 +127,12 @@ def scorecard_html(result) -> str:
         mark = "&#10007; broken" if broken else "&#10003; met"
         when = sm.get("first_breaks", {}).get(slo.name)
         when = f" at {when / 60:.1f} min" if when is not None and broken else ""
-        shown = "not measured" if isinstance(v, float) and math.isnan(v) else fmt(v, slo.unit)
+        if isinstance(v, float) and math.isnan(v):
+            shown = "not measured"
+        elif slo.unit == "1":                    # a yes/no SLI (an alarm raised or not)
+            shown = "raised" if v else "not raised"
+        else:
+            shown = fmt(v, slo.unit)
         rows.append(f"<tr><td style='padding-right:10px'>{slo.name}</td><td style='text-align:right'>{shown}</td>"
                     f"<td style='padding-left:10px'><b>{mark}</b>{when}</td></tr>")
     sw = sm["switches"]

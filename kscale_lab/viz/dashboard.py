@@ -229,6 +229,7 @@ class Dashboard:
     def _update(self) -> None:
         setting, overrides = self.overrides()
         t0 = time.perf_counter()
+        stored = self._stored(setting, overrides)
         try:
             result = self.run(setting, overrides)
         except Exception as err:  # a user error: say it in one line, keep the last plot
@@ -242,8 +243,21 @@ class Dashboard:
         self.result = result
         self.fill(result)
         self._fit_titles()
-        self.status.value = (f'<span style="color:#666">recomputed {setting} in '
+        how = "read the stored run of" if stored else "recomputed"
+        self.status.value = (f'<span style="color:#666">{how} {setting} in '
                              f'{self.seconds:.2f} s</span>')
+
+    def _stored(self, setting: str, overrides: dict) -> bool:
+        """True if the run is on disk already (:mod:`kscale_lab.cache`; labs with a ``cache_key``)."""
+        key = getattr(self.lab, "cache_key", None)
+        if key is None:
+            return False
+        from .. import cache
+
+        try:
+            return cache.has(key(setting, overrides))
+        except Exception:       # a bad parameter: the run below says it in one line
+            return False
 
     def _fit_titles(self) -> None:
         """A title longer than its plot is cut off by Bokeh: set it smaller instead."""
