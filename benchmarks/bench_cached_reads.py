@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import notebook_seconds  # benchmarks/_common.py (the script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -36,16 +38,6 @@ def peak_memory_child(nodes: int) -> float:
             "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1]) * 1024 / 1e9
-
-
-def notebook_seconds(path: Path) -> float:
-    import nbformat
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(str(path), as_version=4)
-    t = time.perf_counter()
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
-    return time.perf_counter() - t
 
 
 def main(argv=None) -> int:

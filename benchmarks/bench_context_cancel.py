@@ -15,11 +15,7 @@ import resource
 import statistics
 import time
 
-
-def timed(fn):
-    w, c = time.perf_counter(), time.process_time()
-    out = fn()
-    return out, time.perf_counter() - w, time.process_time() - c
+from _common import timed  # benchmarks/_common.py (the script's folder is on sys.path)
 
 
 def main() -> None:

@@ -14,18 +14,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from _common import notebook_seconds, peak_rss_gb, timed  # benchmarks/_common.py (the script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def timed(fn):
-    w, c = time.perf_counter(), time.process_time()
-    out = fn()
-    return out, time.perf_counter() - w, time.process_time() - c
 
 
 def runs(repeat: int) -> dict:
@@ -60,25 +55,6 @@ def dashboard_changes() -> dict:
             "max_wall_s": max(walls), "changes": len(changes), "remembered": sum(w < 0.05 for w in walls)}
 
 
-def peak_memory_child() -> float:
-    code = ("from kscale_lab.labs.flow_control import LAB\n"
-            "LAB.run('upstream')\n"
-            "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    return int(out.stdout.strip().splitlines()[-1]) * 1024 / 1e9
-
-
-def notebook_seconds(path: Path) -> float:
-    import nbformat
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(str(path), as_version=4)
-    t = time.perf_counter()
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-                   ).execute()
-    return time.perf_counter() - t
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="one repeat, no notebook")
@@ -90,7 +66,7 @@ def main(argv=None) -> int:
            "scenario": f"{p['nodes']:,} nodes, {p['duration']:g} s, tick {p['tick']:g} s, incidents {p['incident']}",
            "run_per_setting": runs(1 if a.quick else 3),
            "dashboard": dashboard_changes(),
-           "peak_rss_gb_one_run": peak_memory_child(),
+           "peak_rss_gb_one_run": peak_rss_gb("flow-control", ["upstream"])[0],
            "memory_estimate_gb": LAB.memory_estimate("upstream")[0] / 1e9}
     if not a.quick:
         out["notebook_run_all_s"] = notebook_seconds(ROOT / "labs" / "solutions" / "07_flow_control.ipynb")

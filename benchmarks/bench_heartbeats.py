@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from _common import notebook_seconds, peak_rss_gb  # benchmarks/_common.py (the script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,31 +45,13 @@ def runs(repeat: int) -> dict:
     return res
 
 
-def peak_memory_child() -> float:
-    code = ("from kscale_lab.labs.heartbeats import LAB\n"
-            "[LAB.run(s) for s in LAB.settings]\n"
-            "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip().splitlines()[-1]) * 1024 / 1e9  # ru_maxrss is KiB on Linux
-
-
-def notebook_seconds(path: Path) -> float:
-    import nbformat
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(str(path), as_version=4)
-    t = time.perf_counter()
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
-    return time.perf_counter() - t
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, skip the notebook")
     args = ap.parse_args()
     t = toggles(6 if args.quick else 15)
     r = runs(1 if args.quick else 3)
-    mem = peak_memory_child()
+    mem = peak_rss_gb("heartbeats")[0]
     figures = {
         "toggle_median_s": statistics.median(t),
         "toggle_max_s": max(t),

@@ -13,10 +13,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from _common import notebook_seconds, peak_rss_gb  # benchmarks/_common.py (the script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,26 +58,6 @@ def dashboard(n: int) -> tuple[list[float], list[float]]:
     return fresh, again, cpu
 
 
-def peak_memory_child() -> tuple[float, float]:
-    code = ("from kscale_lab.labs.hot_standby import LAB\n"
-            "[LAB.run(s) for s in LAB.settings]\n"
-            "est = LAB.memory_estimate('off')[0]\n"
-            "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, est)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    rss_kib, est = out.stdout.strip().splitlines()[-1].split()
-    return int(rss_kib) * 1024 / 1e9, int(est) / 1e9
-
-
-def notebook_seconds(path: Path) -> float:
-    import nbformat
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(str(path), as_version=4)
-    t = time.perf_counter()
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
-    return time.perf_counter() - t
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, skip the notebook")
@@ -85,7 +65,7 @@ def main() -> None:
     load0 = os.getloadavg()[0]
     r = runs(1 if args.quick else 3)
     fresh, again, dcpu = dashboard(6 if args.quick else 12)
-    rss, est = peak_memory_child()
+    rss, est = peak_rss_gb("hot-standby")
     figures = {"load_average_1min": load0, "run_30min_10k_s": r, "dashboard_new_run_median_s": statistics.median(fresh),
                "dashboard_new_run_max_s": max(fresh), "dashboard_seen_again_median_s": statistics.median(again),
                "dashboard_all_changes_median_s": statistics.median(fresh + again),

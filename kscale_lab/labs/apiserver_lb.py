@@ -176,17 +176,7 @@ class APIServerLBLab(Lab):
                only=None) -> dict:
         """The lab's figures for ``data/claims/apiserver-lb.csv``. ``overrides`` apply to every
         run (the claims' band); ``only`` limits the claims computed."""
-        results = dict(results or {})
-        overrides = dict(overrides or {})
-        memo: dict = {}
-
-        def summary(setting, forced):
-            if not forced and not overrides and setting in results:
-                return results[setting].summary
-            key = (setting, tuple(sorted({**overrides, **forced}.items())))
-            if key not in memo:
-                memo[key] = self.run(setting, {**overrides, **forced}).summary
-            return memo[key]
+        summary = self.summaries(results, overrides)
 
         want = [c for c in self.CLAIM_RUNS if only is None or c in set(only)]
         out = {}

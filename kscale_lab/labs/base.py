@@ -123,6 +123,25 @@ class Lab:
         limit = memory.memory_limit_bytes()
         return all(self.memory_estimate(s, overrides)[0] <= limit for s in (settings or self.settings))
 
+    def summaries(self, results: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None):
+        """For a lab's :meth:`claims`: ``summary(setting, forced=None)``, the summary of a run of
+        ``setting`` with ``overrides`` and then ``forced``; each distinct run is made once, and a
+        run of the defaults in ``results`` is reused."""
+        results = dict(results or {})
+        overrides = dict(overrides or {})
+        memo: dict = {}
+
+        def summary(setting, forced=None):
+            forced = forced or {}
+            if not forced and not overrides and setting in results:
+                return results[setting].summary
+            key = (setting, tuple(sorted({**overrides, **forced}.items())))
+            if key not in memo:
+                memo[key] = self.run(setting, {**overrides, **forced}).summary
+            return memo[key]
+
+        return summary
+
     def claims(self, results: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None,
                only=None) -> dict:
         """claim id -> lab value (computed by the model).

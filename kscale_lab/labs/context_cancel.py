@@ -147,18 +147,7 @@ class ContextCancelLab(Lab):
                only=None) -> dict:
         """The lab's figures for ``data/claims/context-cancel.csv``. ``overrides`` apply to every run
         (the claims' band); ``only`` limits the claims computed."""
-        results = dict(results or {})
-        overrides = dict(overrides or {})
-        memo: dict = {}
-
-        def summary(setting, forced=None):
-            forced = forced or {}
-            if not forced and not overrides and setting in results:
-                return results[setting].summary
-            key = (setting, tuple(sorted({**overrides, **forced}.items())))
-            if key not in memo:
-                memo[key] = self.run(setting, {**overrides, **forced}).summary
-            return memo[key]
+        summary = self.summaries(results, overrides)
 
         def ratio(a, b):
             return a / b if b else float("nan")

@@ -292,14 +292,7 @@ class FlowControlLab(Lab):
     def claims(self, results: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None,
                only=None) -> dict:
         """The lab's figures for ``data/claims/flow-control.csv``."""
-        overrides = dict(overrides or {})
-        memo: dict = {}
-
-        def summary(setting, forced):
-            key = (setting, tuple(sorted({**overrides, **forced}.items())))
-            if key not in memo:
-                memo[key] = self.run(setting, {**overrides, **forced}).summary
-            return memo[key]
+        summary = self.summaries(None, overrides)
 
         want = [c for c in self.CLAIM_RUNS if only is None or c in set(only)]
         pick = {
